@@ -1,0 +1,238 @@
+"""Configs are data: TOML files loaded into frozen dataclasses. Unknown keys raise, listing the valid ones.
+
+Science settings (``ExperimentConfig``: data, training, grid) are kept apart from cluster profiles
+(``ClusterProfile``: partition, GPUs, time, image). Shipped files live in ``gcnn_spin/configs/``;
+``load_experiment("demo")`` finds a shipped one by name, any other argument is a path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityCuts:
+    """SDSS DR7 r-band cuts of the study."""
+
+    max_petro_mag_err_r: float = 1.0
+    min_petro_r50_arcsec: float = 1.0
+    max_petro_r50_rel_err: float = 0.25
+    max_neighbours_1arcsec: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    match_radius_arcsec: float = 10.0
+    neighbour_radius_arcsec: float = 1.0
+    cuts: QualityCuts = QualityCuts()
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1  # of the downsampled train/val set
+    split_seed: int = 12345
+    #: Downsampling of train/val by m = max(P_CW, P_ACW): (upper edge of the bin, fraction kept).
+    downsample_bins: tuple[tuple[float, float], ...] = ((0.1, 0.05), (0.2, 0.2), (0.3, 0.5))
+    image_size: int = 160  # S: side of the tensors the models see
+    chunk_images: int = 32
+    shard_images: int = 1024
+    codec: str = "zstd"
+    codec_level: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adamw"
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    batch_size: int = 100
+    step_size: int = 5
+    gamma: float = 0.85
+    epochs: int = 120
+    #: Per-model epoch overrides (the study stopped LeNets at 60).
+    epochs_by_model: Mapping[str, int] = dataclasses.field(default_factory=lambda: {"lenet": 60, "g_lenet": 60})
+    rotate: bool = True  # False = the study's "_nr" runs
+    dropout: float = 0.5
+    image_size: int = 160
+    bf16: bool = True  # autocast on CUDA only
+    channels_last: bool = True  # CUDA only
+    num_threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    max_train_batches: int = 0  # 0 = all; >0 caps batches per epoch (smoke tests)
+
+    def epochs_for(self, model: str) -> int:
+        return int(self.epochs_by_model.get(model, self.epochs))
+
+
+@dataclasses.dataclass(frozen=True)
+class GridConfig:
+    models: tuple[str, ...] = ("lenet", "g_lenet", "resnet18", "resnet50", "ce_resnet50", "g_resnet18",
+                               "g_resnet50", "g_resnet18_c", "g_resnet50_c", "gc_resnet18", "gc_resnet50")
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "experiment"
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    grid: GridConfig = GridConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterProfile:
+    """Where and with what resources array tasks run. Nothing here changes a result."""
+
+    name: str = "local"
+    executor: str = "auto"  # auto | slurm | local
+    partition: str = "a100"
+    account: str = ""
+    qos: str = ""
+    gpus_per_task: int = 1
+    cpus_per_task: int = 8
+    mem_gb: int = 64
+    time_min: int = 720
+    max_array_size: int = 1000  # stay under SLURM's MaxArraySize (default 1001)
+    array_parallelism: int = 64
+    container_image: str = ""  # an Apptainer .sif; empty = run in the project's venv
+    bind: tuple[str, ...] = ()
+    extra_sbatch: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if _is_dataclass_type(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return from_mapping(tp, value, where)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        inner = args[0] if args and (len(args) == 2 and args[1] is Ellipsis) else None
+        if inner is not None:
+            return tuple(_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (Mapping, dict) or tp in (dict,):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return types.MappingProxyType(dict(value))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_mapping(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise :class:`ConfigError`."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data view of a config (for hashing, markers and TOML/JSON dumps)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def _resolve(name_or_path: str | Path, subdir: str = "") -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.exists():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    shipped = CONFIG_DIR / subdir / f"{name_or_path}.toml"
+    if not shipped.exists():
+        names = sorted(p.stem for p in (CONFIG_DIR / subdir).glob("*.toml"))
+        raise ConfigError(f"no config named {name_or_path!r}; shipped ones: {names} (or pass a .toml path)")
+    return shipped
+
+
+def _deep_update(base: dict, overrides: Mapping[str, Any]) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_update(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"train.epochs=3"`` -> ``{"train": {"epochs": 3}}`` (the value is read as TOML, else as a string)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_experiment(name_or_path: str | Path = "experiment", overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Load a science config (shipped name or path), then apply ``section.key=value`` overrides."""
+    path = _resolve(name_or_path)
+    data = tomllib.loads(path.read_text())
+    for text in overrides:
+        data = _deep_update(data, parse_override(text))
+    try:
+        return from_mapping(ExperimentConfig, data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def load_cluster(name_or_path: str | Path = "local", overrides: list[str] | tuple[str, ...] = ()) -> ClusterProfile:
+    """Load a cluster profile (shipped name under ``configs/cluster`` or a path) with ``key=value`` overrides."""
+    path = _resolve(name_or_path, "cluster")
+    data = tomllib.loads(path.read_text())
+    for text in overrides:
+        data = _deep_update(data, parse_override(text))
+    try:
+        return from_mapping(ClusterProfile, data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

@@ -1,0 +1,114 @@
+"""Atomic file writes and completion markers: nothing half-written is ever taken for finished.
+
+Every stage that can run as an array task writes its outputs with :func:`atomic_path` (unique temporary
+name in the same directory, then ``os.replace``) and writes its marker last with :func:`write_marker`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+MARKER_SUFFIX = ".done"
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a unique temporary path next to ``target``; on success ``os.replace`` it onto ``target``.
+
+    On an exception the temporary file is removed and ``target`` is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_text_atomic(target: str | os.PathLike, text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(target: str | os.PathLike, obj: Any) -> None:
+    write_text_atomic(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def config_hash(config: Any) -> str:
+    """Short stable hash of a JSON-serialisable config (dicts, dataclasses via ``asdict`` first)."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance() -> dict[str, Any]:
+    """Where and when something was made: host, time, git commit, SLURM ids when inside a job."""
+    info: dict[str, Any] = {
+        "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "git_commit": _git_commit(),
+    }
+    for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        if key in os.environ:
+            info[key.lower()] = os.environ[key]
+    return info
+
+
+def marker_path(output: str | os.PathLike) -> Path:
+    """The completion marker that belongs to an output file or directory."""
+    output = Path(output)
+    return output.with_name(output.name + MARKER_SUFFIX)
+
+
+def write_marker(output: str | os.PathLike, config: Mapping[str, Any] | None = None, **extra: Any) -> Path:
+    """Write the completion marker of ``output`` (call it after the output itself is in place)."""
+    payload = {"output": Path(output).name, "provenance": provenance(), **extra}
+    if config is not None:
+        payload["config_hash"] = config_hash(config)
+    path = marker_path(output)
+    write_json_atomic(path, payload)
+    return path
+
+
+def read_marker(output: str | os.PathLike) -> dict[str, Any] | None:
+    """The marker's content, or ``None`` when the output is not complete."""
+    path = marker_path(output)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def is_done(output: str | os.PathLike, config: Mapping[str, Any] | None = None) -> bool:
+    """True when ``output`` has a marker (and, if ``config`` is given, one written for the same config)."""
+    marker = read_marker(output)
+    if marker is None:
+        return False
+    return config is None or marker.get("config_hash") == config_hash(config)
