@@ -1,0 +1,46 @@
+"""Evaluation of a finished run on its val and test stores: loss, accuracy, confusion matrix, spirals, CVS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .io import write_json_atomic
+from .metrics import classification_metrics
+
+PROB_COLUMNS = ["p_cw", "p_acw", "p_other"]
+TRUE_COLUMNS = ["p_cw_true", "p_acw_true", "p_other_true"]
+
+
+def evaluate_store(module: torch.nn.Module, store_path: Path, device: torch.device, batch_size: int = 256,
+                   desc: str = "evaluate"):
+    """Per-galaxy probabilities and the metrics of one labelled store. Returns ``(table, metrics)``."""
+    from .predict import predict_probabilities
+
+    table = predict_probabilities(module, store_path, batch_size=batch_size, device=device, desc=desc)
+    missing = [c for c in TRUE_COLUMNS if c not in table]
+    if missing:
+        raise ValueError(f"{store_path} has no labels ({missing}); evaluation needs a labelled store")
+    metrics = classification_metrics(table[PROB_COLUMNS].to_numpy(), table[TRUE_COLUMNS].to_numpy())
+    return table, metrics
+
+
+def evaluate_run(run_dir: Path, spec, module: torch.nn.Module, device: torch.device,
+                 history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Evaluate the exported ``module`` on val and test; write ``test_predictions.parquet`` and ``metrics.json``."""
+    from .predict import write_parquet_atomic
+
+    stores = Path(spec.data_dir) / "stores"
+    batch_size = max(spec.experiment.train.batch_size, 128)
+    _, val = evaluate_store(module, stores / "val.zarr", device, batch_size, desc=f"{spec.model} val")
+    test_table, test = evaluate_store(module, stores / "test.zarr", device, batch_size, desc=f"{spec.model} test")
+    write_parquet_atomic(test_table, run_dir / "test_predictions.parquet")
+    best = min(history, key=lambda row: row["val_loss"]) if history else {}
+    metrics = {"model": spec.model, "seed": spec.seed, "epochs": len(history), "val": val, "test": test,
+               "best_val_epoch": best.get("epoch"),
+               "train_seconds": float(np.sum([row["seconds"] for row in history])) if history else 0.0}
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    return metrics

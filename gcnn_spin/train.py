@@ -1,0 +1,266 @@
+"""Train one (model, seed) into ``RUNS/{model}/seed{k}/``: resumable, atomic checkpoints, a marker when done.
+
+    python -m gcnn_spin.train --model gc_resnet18 --seed 0 --data DATA --out runs/gc_resnet18/seed0 \
+        [--config demo] [--set train.epochs=3 ...] [--no-resume]
+
+A run killed after epoch k and resumed ends with the same weights as one never killed: the checkpoint holds the
+model, optimiser, scheduler and every RNG state, and the loader derives its order and angles from (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import dataclasses
+import json
+import logging
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import models
+from .config import ExperimentConfig, load_experiment, to_dict
+from .evaluate import evaluate_run
+from .io import atomic_path, config_hash, is_done, marker_path, write_json_atomic, write_marker
+from .metrics import n_correct, soft_cross_entropy
+
+log = logging.getLogger("gcnn_spin.train")
+
+HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint exists but cannot be read (never silently restart from scratch)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines one training run (hashed into its completion marker)."""
+
+    model: str
+    seed: int
+    data_dir: str
+    experiment: ExperimentConfig
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "seed": self.seed, "data_dir": str(self.data_dir),
+                "experiment": to_dict(self.experiment)}
+
+
+def run_dir_for(runs_root: str | Path, model: str, seed: int) -> Path:
+    """``RUNS/{model}/seed{k}`` — the one place that spells the layout."""
+    return Path(runs_root) / model / f"seed{seed}"
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _append_history(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite ``history.csv`` atomically from the checkpointed history (never out of step with it)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def load_training_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises several types for truncated/corrupt files
+        raise CheckpointError(
+            f"checkpoint {path} exists but cannot be read ({type(err).__name__}: {err}). It is not overwritten: "
+            f"move it away to restart this run from scratch, or restore it from a backup."
+        ) from None
+
+
+def _run_epoch(model, loader, optimiser, device, cfg, train: bool) -> tuple[float, float]:
+    """One pass over ``loader``; returns (mean loss, accuracy). Raises TrainingDiverged on a NaN loss."""
+    model.train(train)
+    total_loss, total_correct, total_n = 0.0, 0, 0
+    max_batches = cfg.train.max_train_batches if train else 0
+    for i, batch in enumerate(loader):
+        if max_batches and i >= max_batches:
+            break
+        images = batch.images.to(device, non_blocking=True)
+        targets = batch.targets.to(device, non_blocking=True)
+        if device.type == "cuda" and cfg.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.set_grad_enabled(train), _autocast(device, cfg.train.bf16):
+            logits = model(images)
+            loss = soft_cross_entropy(logits, targets)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss.item()} at batch {i} ({'train' if train else 'val'})")
+        if train:
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        n = len(targets)
+        total_loss += float(loss.detach()) * n
+        total_correct += n_correct(logits.detach(), targets)
+        total_n += n
+    if total_n == 0:
+        raise RuntimeError("the loader yielded no galaxies: is the store empty or every row marked bad?")
+    return total_loss / total_n, total_correct / total_n
+
+
+def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str | None = None,
+          progress: bool = True) -> Path:
+    """Train (or resume, or skip if complete) one run. Returns the run directory."""
+    from .data.loader import StoreLoader  # data stack imported only when training
+
+    out = Path(out_dir)
+    cfg = spec.experiment
+    run_config = spec.as_dict()
+    if is_done(out, run_config):
+        log.info("%s: complete (marker %s), nothing to do", out, marker_path(out))
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "config.json", {**run_config, "config_hash": config_hash(run_config)})
+
+    dev = pick_device(device)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    seed_everything(spec.seed)
+    model = models.build(spec.model, image_size=cfg.train.image_size, dropout=cfg.train.dropout).to(dev)
+    if dev.type == "cuda" and cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=cfg.train.step_size, gamma=cfg.train.gamma)
+
+    stores = Path(spec.data_dir) / "stores"
+    train_loader = StoreLoader(stores / "train.zarr", batch_size=cfg.train.batch_size, shuffle=True, seed=spec.seed,
+                               image_size=cfg.train.image_size, rotate=cfg.train.rotate, device=dev)
+    val_loader = StoreLoader(stores / "val.zarr", batch_size=cfg.train.batch_size, shuffle=False, seed=spec.seed,
+                             image_size=cfg.train.image_size, rotate=False, device=dev)
+
+    ckpt_path = out / "checkpoint.pt"
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if ckpt_path.exists():
+        if not resume:
+            raise FileExistsError(f"{ckpt_path} exists; pass --resume (default) to continue or choose another --out")
+        state = load_training_checkpoint(ckpt_path)
+        if state.get("config_hash") != config_hash(run_config):
+            raise CheckpointError(f"{ckpt_path} was written for a different config; refusing to resume it")
+        models.load_checkpoint(model, state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = state["history"]
+        start_epoch = state["epoch"]
+        _set_rng_state(state["rng"])
+        log.info("%s: resuming after epoch %d", out, start_epoch)
+
+    n_epochs = cfg.train.epochs_for(spec.model)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_epochs, initial=start_epoch, desc=f"{spec.model} seed{spec.seed}", unit="epoch",
+                   dynamic_ncols=True, file=sys.stderr)
+    for epoch in range(start_epoch, n_epochs):
+        t0 = time.perf_counter()
+        train_loader.set_epoch(epoch)
+        lr = optimiser.param_groups[0]["lr"]
+        train_loss, train_acc = _run_epoch(model, train_loader, optimiser, dev, cfg, train=True)
+        val_loss, val_acc = _run_epoch(model, val_loader, None, dev, cfg, train=False)
+        scheduler.step()
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
+                        "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
+                        "seconds": round(time.perf_counter() - t0, 3)})
+        state = {"epoch": epoch + 1, "model": models.save_checkpoint(model), "optimiser": optimiser.state_dict(),
+                 "scheduler": scheduler.state_dict(), "history": history, "rng": _rng_state(),
+                 "config_hash": config_hash(run_config), "model_name": spec.model}
+        with atomic_path(ckpt_path) as tmp:
+            torch.save(state, tmp)
+        _append_history(out / "history.csv", history)
+        if bar is not None:
+            bar.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+    exported = models.export(model.eval())
+    with atomic_path(out / "model_export.pt") as tmp:
+        torch.save(exported, tmp)
+    metrics = evaluate_run(out, spec, exported, dev, history)
+    write_marker(out, run_config, model=spec.model, seed=spec.seed, epochs=n_epochs,
+                 test_accuracy=metrics["test"]["accuracy"])
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gcnn_spin.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help=f"one of: {', '.join(models.names())}")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--data", required=True, help="dataset folder (holds stores/{train,val,test}.zarr)")
+    parser.add_argument("--out", required=True, help="run folder, by convention runs/{model}/seed{k}")
+    parser.add_argument("--config", default="experiment", help="shipped config name or TOML path (default: experiment)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    parser.add_argument("--no-resume", dest="resume", action="store_false", help="refuse to continue an existing run")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.model not in models.names():
+        raise SystemExit(f"unknown model {args.model!r}; valid: {', '.join(models.names())}")
+    cfg = load_experiment(args.config, args.overrides)
+    spec = RunSpec(model=args.model, seed=args.seed, data_dir=str(Path(args.data).resolve()), experiment=cfg)
+    try:
+        out = train(spec, args.out, resume=args.resume, device=args.device, progress=args.progress)
+    except (TrainingDiverged, CheckpointError) as err:
+        log.error("%s", err)
+        return 2
+    summary = json.loads((out / "metrics.json").read_text())
+    print(f"{out}: test accuracy {summary['test']['accuracy']:.4f}, test loss {summary['test']['loss']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
