@@ -61,6 +61,8 @@ class TrainConfig:
     #: Per-model epoch overrides (the study stopped LeNets at 60).
     epochs_by_model: Mapping[str, int] = dataclasses.field(default_factory=lambda: {"lenet": 60, "g_lenet": 60})
     rotate: bool = True  # False = the study's "_nr" runs
+    #: Extra keyword arguments for ``gcnn_spin.models.build`` (e.g. a smaller ``base_width`` for the demo).
+    model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     dropout: float = 0.5
     image_size: int = 160
     bf16: bool = True  # autocast on CUDA only

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +47,12 @@ def parse_rows(text: str | None, n_rows: int) -> range | None:
 @torch.no_grad()
 def predict_probabilities(module: torch.nn.Module, store, rows: range | None = None, batch_size: int = 256,
                           device: torch.device | str = "cpu", bf16: bool = True, progress: bool = True,
-                          desc: str = "predict") -> pd.DataFrame:
+                          desc: str = "predict", timings: dict[str, float] | None = None) -> pd.DataFrame:
     """Softmax probabilities ``(N, 3)`` for the store rows (centre crop, no augmentation) as a DataFrame.
 
     Columns: ``row`` and the store's id columns, the labels when the store has them (``p_cw_true`` …), and the
-    predicted ``p_cw, p_acw, p_other``.
+    predicted ``p_cw, p_acw, p_other``. ``timings``, when given, accumulates seconds spent waiting for data
+    (``read``: store read, decompression, crop) and in the model (``compute``).
     """
     from .data.loader import StoreLoader
     from .data.store import open_store
@@ -70,11 +72,17 @@ def predict_probabilities(module: torch.nn.Module, store, rows: range | None = N
         total = len(rows) if rows is not None else int(np.asarray(store.ok).sum())
         bar = tqdm(total=total, desc=desc, unit="img",
                    dynamic_ncols=True, file=sys.stderr)
+    timings = {} if timings is None else timings
+    tick = time.perf_counter()
     for batch in loader:
+        tock = time.perf_counter()
+        timings["read"] = timings.get("read", 0.0) + tock - tick
         with autocast:
             logits = module(batch.images)
         out_probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
         out_rows.append(batch.rows.cpu().numpy())
+        tick = time.perf_counter()
+        timings["compute"] = timings.get("compute", 0.0) + tick - tock
         if bar is not None:
             bar.update(len(batch.rows))
     if bar is not None:

@@ -162,7 +162,8 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(spec.seed)
-    model = models.build(spec.model, image_size=cfg.train.image_size, dropout=cfg.train.dropout).to(dev)
+    model = models.build(spec.model, image_size=cfg.train.image_size, dropout=cfg.train.dropout,
+                         **dict(cfg.train.model_options)).to(dev)
     if dev.type == "cuda" and cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
