@@ -25,6 +25,9 @@ class BadImageError(ValueError):
         super().__init__(f"{dr8_id}: {reason} ({path})")
         self.dr8_id, self.path, self.reason = dr8_id, str(path), reason
 
+    def __reduce__(self):  # picklable across worker processes
+        return (type(self), (self.dr8_id, self.path, self.reason))
+
 
 class ImageSource(Protocol):
     """Anything that returns a cutout ``(H, W, 3) uint8`` for a ``dr8_id`` or raises :class:`BadImageError`."""

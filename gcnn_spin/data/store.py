@@ -1,0 +1,489 @@
+"""Chunked, sharded Zarr v3 cutout stores: build them resumably, shard by shard, and read them back.
+
+Layout of ``DATA/stores/{split}.zarr`` and its siblings (see docs/architecture.md):
+
+- ``{split}.zarr``: group with array ``images`` ``uint8 (N, 3, M, M)``, chunks ``(chunk_images, 3, M, M)``
+  inside shards ``(shard_images, 3, M, M)``; ``M = margin_size(S)`` for training stores (``margin=True``),
+  ``M = S`` for survey stores. Group attributes: ``image_size``, ``margin_size`` (= M), ``margin``,
+  ``n_images``, ``shard_images``, ``chunk_images``, ``codec``, ``config_hash``, ``source``.
+- ``{split}.zarr.shards/``: the build's bookkeeping: ``plan.parquet`` (rows in store order) and one marker
+  ``shard-{k:05d}.done`` per finished shard (JSON, lists the shard's bad rows).
+- ``{split}.parquet``: the rows in store order (index ``row``) plus ``ok``; ``{split}.bad.csv``: the rows
+  whose image was bad (``on_bad="skip"``); ``{split}.zarr.done``: the store's marker. These three are written
+  once every shard is finished, so their presence means the store is whole.
+
+Building: :func:`create_store` writes the metadata once (race-safe: prepared in a temporary directory, then
+renamed into place); :func:`build_shard` fills one shard (one file) in one write and writes its marker last, so
+shards can be built by several processes or SLURM array tasks at once; :func:`build_store` does both, skips
+finished shards, and finalises. A rebuild of a finished store is a no-op.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import functools
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import zarr
+from tqdm.auto import tqdm
+
+from gcnn_spin.config import DataConfig
+from gcnn_spin.data.images import BadImageError, ImageSource, margin_size, to_store_image
+from gcnn_spin.io import atomic_path, config_hash, marker_path, read_marker, write_json_atomic, write_marker
+
+ON_BAD = ("raise", "skip")
+#: Codec names accepted in ``DataConfig.codec`` (level from ``DataConfig.codec_level``).
+CODECS = ("none", "zstd", "blosc-lz4", "blosc-lz4hc", "blosc-zstd", "blosc-zstd-bitshuffle", "blosc-lz4-bitshuffle")
+BAD_COLUMNS = ["row", "dr8_id", "path", "reason"]
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be used or built as asked (incomplete, or built with another config)."""
+
+
+# ----------------------------------------------------------------------------- paths and plan
+
+
+def store_paths(path: str | os.PathLike) -> dict[str, Path]:
+    """Every file that belongs to store ``path`` (``.../{split}.zarr``)."""
+    path = Path(path)
+    if path.suffix != ".zarr":
+        raise ValueError(f"a store path must end in .zarr (like train.zarr), got {path}")
+    return {
+        "store": path,
+        "shards": path.with_name(path.name + ".shards"),
+        "plan": path.with_name(path.name + ".shards") / "plan.parquet",
+        "build": path.with_name(path.name + ".shards") / "build.json",
+        "rows": path.with_suffix(".parquet"),
+        "bad": path.with_suffix(".bad.csv"),
+        "marker": marker_path(path),
+    }
+
+
+def plan_shards(n_rows: int, cfg: DataConfig) -> list[range]:
+    """Row ranges of the shards of an ``n_rows`` store: ``[range(0, shard_images), ...]`` (last one shorter)."""
+    _check_layout(cfg)
+    return [range(start, min(start + cfg.shard_images, n_rows)) for start in range(0, n_rows, cfg.shard_images)]
+
+
+def shard_groups(n_shards: int, max_tasks: int) -> list[range]:
+    """Contiguous groups of shards, at most ``max_tasks`` of them: array task ``i`` builds group ``i``."""
+    if max_tasks < 1:
+        raise ValueError(f"max_tasks must be >= 1, got {max_tasks}")
+    per_task = -(-n_shards // max_tasks) if n_shards else 1
+    return [range(k, min(k + per_task, n_shards)) for k in range(0, n_shards, per_task)]
+
+
+def _shard_output(paths: Mapping[str, Path], k: int) -> Path:
+    """The (virtual) output whose marker is ``shard-{k:05d}.done``."""
+    return paths["shards"] / f"shard-{k:05d}"
+
+
+def _check_layout(cfg: DataConfig) -> None:
+    if cfg.chunk_images < 1 or cfg.shard_images < 1 or cfg.shard_images % cfg.chunk_images:
+        raise ValueError(
+            f"shard_images ({cfg.shard_images}) must be a positive multiple of chunk_images ({cfg.chunk_images})"
+        )
+
+
+def compressors_for(codec: str, level: int) -> tuple | None:
+    """Zarr v3 compressor(s) for a :data:`CODECS` name (``None`` = stored raw)."""
+    if codec == "none":
+        return None
+    if codec == "zstd":
+        return (zarr.codecs.ZstdCodec(level=level),)
+    if codec.startswith("blosc-"):
+        cname, _, shuffle = codec.removeprefix("blosc-").partition("-")
+        if codec in CODECS:
+            return (zarr.codecs.BloscCodec(cname=cname, clevel=level, shuffle=shuffle or "noshuffle", typesize=1),)
+    raise ValueError(f"unknown codec {codec!r}; valid: {list(CODECS)}")
+
+
+def _store_config(rows: pd.DataFrame, cfg: DataConfig, margin: bool) -> dict[str, Any]:
+    """What makes two stores the same: geometry, layout, codec and the galaxies in order (not the source path)."""
+    ids = rows["dr8_id"].astype(str).to_numpy()
+    return {
+        "image_size": cfg.image_size,
+        "margin": bool(margin),
+        "chunk_images": cfg.chunk_images,
+        "shard_images": cfg.shard_images,
+        "codec": cfg.codec,
+        "codec_level": cfg.codec_level,
+        "n_images": int(len(ids)),
+        "dr8_ids": hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16],
+    }
+
+
+def _clean_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows in store order with a fresh ``row`` index; refuses missing or empty ``dr8_id``."""
+    if not len(rows):
+        raise ValueError("no rows: a store needs at least one galaxy")
+    if "dr8_id" not in rows.columns:
+        raise ValueError(f"rows need a dr8_id column; got columns {list(rows.columns)}")
+    ids = rows["dr8_id"]
+    empty = ids.isna() | (ids.astype(str).str.strip() == "")
+    if empty.any():
+        raise ValueError(f"rows with no dr8_id at positions {np.flatnonzero(empty.to_numpy())[:20].tolist()}")
+    keep_index = rows.index.name not in (None, "row")
+    out = rows.reset_index(drop=not keep_index).drop(columns=["ok"], errors="ignore")
+    out.index = pd.RangeIndex(len(out), name="row")
+    return out
+
+
+def describe_source(source: ImageSource) -> str:
+    """Short text naming where the images came from (group attribute ``source``)."""
+    if hasattr(source, "describe"):
+        return str(source.describe())
+    root = getattr(source, "root", None)
+    return f"{type(source).__name__}({root})" if root is not None else type(source).__name__
+
+
+# ----------------------------------------------------------------------------- create
+
+
+@contextlib.contextmanager
+def _prepared_dir(target: Path) -> Iterator[Path]:
+    """Yield a fresh hidden directory next to ``target``, then rename it onto ``target`` in one step.
+
+    When another process got there first (``target`` exists, non-empty), the copy made here is discarded; on an
+    error it is removed, so no half-made directory is ever visible under ``target``'s name.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        os.rename(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not target.exists():
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def create_store(
+    path: str | os.PathLike, rows: pd.DataFrame, *, margin: bool, cfg: DataConfig, source: str = "",
+    overwrite: bool = False,
+) -> str:
+    """Write the store's metadata and build plan once; return its config hash.
+
+    Safe when several processes call it at once. An existing store made for the same rows and config is kept
+    (resumed); one made differently raises :class:`StoreError` unless ``overwrite`` (which deletes it first).
+    """
+    paths = store_paths(path)
+    rows = _clean_rows(rows)
+    _check_layout(cfg)
+    compressors = compressors_for(cfg.codec, cfg.codec_level)
+    store_cfg = _store_config(rows, cfg, margin)
+    digest = config_hash(store_cfg)
+    if overwrite:
+        delete_store(path)
+    side = margin_size(cfg.image_size) if margin else cfg.image_size
+    paths["store"].parent.mkdir(parents=True, exist_ok=True)
+
+    if not paths["shards"].exists():
+        with _prepared_dir(paths["shards"]) as tmp:
+            rows.to_parquet(tmp / "plan.parquet")
+            write_json_atomic(tmp / "build.json", {"config_hash": digest, "config": store_cfg})
+    _check_hash(paths, digest, paths["build"], lambda p: json.loads(p.read_text())["config_hash"])
+
+    if not (paths["store"] / "zarr.json").exists():
+        with _prepared_dir(paths["store"]) as tmp:
+            group = zarr.open_group(tmp, mode="w", zarr_format=3)
+            group.create_array(
+                "images", shape=(len(rows), 3, side, side), dtype="uint8",
+                chunks=(cfg.chunk_images, 3, side, side), shards=(cfg.shard_images, 3, side, side),
+                compressors=compressors, fill_value=0, dimension_names=("image", "band", "y", "x"),
+            )
+            group.attrs.update({
+                "image_size": cfg.image_size, "margin_size": side, "margin": bool(margin), "n_images": len(rows),
+                "shard_images": cfg.shard_images, "chunk_images": cfg.chunk_images,
+                "codec": cfg.codec, "codec_level": cfg.codec_level, "config_hash": digest, "source": source,
+            })
+    _check_hash(paths, digest, paths["store"], lambda p: zarr.open_group(p, mode="r").attrs["config_hash"])
+    return digest
+
+
+def _check_hash(paths, digest: str, where: Path, read) -> None:
+    found = read(where)
+    if found != digest:
+        raise StoreError(
+            f"{paths['store']} exists but was made for other rows or another layout/codec "
+            f"(config hash {found} != {digest}); delete it or pass overwrite=True"
+        )
+
+
+def delete_store(path: str | os.PathLike) -> None:
+    """Remove a store and every file that belongs to it."""
+    paths = store_paths(path)
+    for key in ("store", "shards"):
+        if paths[key].exists():
+            if key == "store" and not (paths[key] / "zarr.json").exists():
+                raise StoreError(f"refusing to delete {paths[key]}: it is not a Zarr store")
+            shutil.rmtree(paths[key])
+    for key in ("rows", "bad", "marker"):
+        paths[key].unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- build
+
+
+@functools.lru_cache(maxsize=2)
+def _plan_ids(plan: str, mtime_ns: int) -> np.ndarray:
+    """dr8_ids of a build plan in store order, read once per process (a survey plan has millions)."""
+    return pd.read_parquet(plan, columns=["dr8_id"])["dr8_id"].astype(str).to_numpy()
+
+
+def _remove_partials(store_path: Path, k: int) -> None:
+    """Drop temporary files a killed write of shard ``k`` may have left (zarr writes ``*.partial`` then renames)."""
+    shard_dir = store_path / "images" / "c" / str(k)
+    if shard_dir.exists():
+        for tmp in shard_dir.rglob("*.partial"):
+            tmp.unlink(missing_ok=True)
+
+
+def build_shard(
+    path: str | os.PathLike, k: int, source: ImageSource, *, on_bad: str = "raise", progress: Any = None,
+) -> dict[str, Any]:
+    """Fill shard ``k`` of a created store from ``source`` in one write, then write its marker.
+
+    Skips a shard whose marker exists. Bad images raise (naming the row, dr8_id and file) or, with
+    ``on_bad="skip"``, leave zeros in the slot and are listed in the marker. ``progress``: an optional tqdm
+    bar advanced once per image. Returns the shard's summary (``shard``, ``start``, ``stop``, ``bad``...).
+    """
+    if on_bad not in ON_BAD:
+        raise ValueError(f"on_bad must be one of {ON_BAD}, got {on_bad!r}")
+    paths = store_paths(path)
+    output = _shard_output(paths, k)
+    group = zarr.open_group(paths["store"], mode="r+")
+    digest = group.attrs["config_hash"]
+    marker = read_marker(output)
+    if marker is not None and marker.get("config_hash") == digest:
+        return {**marker, "skipped": True}
+    images = group["images"]
+    n, shard = images.shape[0], int(group.attrs["shard_images"])
+    if not 0 <= k * shard < n:
+        raise ValueError(f"shard {k} does not exist in {paths['store']} ({n} images, {shard} per shard)")
+    start, stop = k * shard, min((k + 1) * shard, n)
+    ids = _plan_ids(str(paths["plan"]), paths["plan"].stat().st_mtime_ns)[start:stop]
+    size, margin = int(group.attrs["image_size"]), bool(group.attrs["margin"])
+
+    t0 = time.perf_counter()
+    buf = np.zeros((stop - start,) + images.shape[1:], dtype=np.uint8)
+    bad = []
+    for i, dr8_id in enumerate(ids):
+        try:
+            cutout = source.load(dr8_id)
+            try:
+                buf[i] = to_store_image(cutout, size, margin)
+            except ValueError as err:  # wrong shape or mode: as bad as an unreadable file
+                where = source.path(dr8_id) if callable(getattr(source, "path", None)) else "?"
+                raise BadImageError(dr8_id, where, str(err)) from None
+        except BadImageError as err:
+            if on_bad == "raise":
+                raise BadImageError(err.dr8_id, err.path, f"{err.reason} [store row {start + i}, shard {k}]") from None
+            bad.append({"row": start + i, "dr8_id": err.dr8_id, "path": err.path, "reason": err.reason})
+        if progress is not None:
+            progress.update(1)
+    _remove_partials(paths["store"], k)
+    images[start:stop] = buf  # the whole shard in one write: one file, written atomically by zarr
+    summary = {"shard": k, "start": start, "stop": stop, "bad": bad, "seconds": round(time.perf_counter() - t0, 3)}
+    write_marker(output, config_hash=digest, **summary)
+    return {**summary, "skipped": False}
+
+
+def _build_shard_task(path: str, k: int, source: ImageSource, on_bad: str) -> dict[str, Any]:
+    """Worker-process entry; a BadImageError comes back as data (it does not survive pickling)."""
+    try:
+        return build_shard(path, k, source, on_bad=on_bad)
+    except BadImageError as err:
+        return {"bad_image": (err.dr8_id, err.path, err.reason)}
+
+
+def finished_shards(path: str | os.PathLike) -> tuple[int, list[int]]:
+    """``(n_shards, missing)``: how many shards the store has and which have no marker yet."""
+    paths = store_paths(path)
+    group = zarr.open_group(paths["store"], mode="r")
+    n, shard, digest = int(group.attrs["n_images"]), int(group.attrs["shard_images"]), group.attrs["config_hash"]
+    n_shards = -(-n // shard)
+    missing = [k for k in range(n_shards) if (read_marker(_shard_output(paths, k)) or {}).get("config_hash") != digest]
+    return n_shards, missing
+
+
+def finalize_store(path: str | os.PathLike) -> dict[str, Any]:
+    """Once every shard is done: write ``{split}.parquet`` (with ``ok``), ``{split}.bad.csv`` and the marker."""
+    paths = store_paths(path)
+    n_shards, missing = finished_shards(path)
+    if missing:
+        raise StoreError(f"{paths['store']}: cannot finalise, shards not built: {_ranges(missing)}")
+    bad = []
+    for k in range(n_shards):
+        bad.extend(read_marker(_shard_output(paths, k))["bad"])
+    rows = pd.read_parquet(paths["plan"])
+    rows["ok"] = True
+    bad_df = pd.DataFrame(bad, columns=BAD_COLUMNS)
+    rows.loc[bad_df["row"].to_numpy(dtype=np.int64), "ok"] = False
+    with atomic_path(paths["rows"]) as out:
+        rows.to_parquet(out)
+    with atomic_path(paths["bad"]) as out:
+        bad_df.to_csv(out, index=False)
+    digest = zarr.open_group(paths["store"], mode="r").attrs["config_hash"]
+    write_marker(paths["store"], config_hash=digest, n_images=len(rows), n_bad=len(bad_df))
+    return {"n_images": len(rows), "n_bad": len(bad_df)}
+
+
+def build_store(
+    path: str | os.PathLike, rows: pd.DataFrame, source: ImageSource, *, margin: bool, cfg: DataConfig,
+    workers: int = 1, on_bad: str = "raise", shards: Iterable[int] | None = None, progress: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Build (or resume) store ``path`` from ``rows`` (``dr8_id`` + catalogue columns, in store order).
+
+    ``shards``: build only these (an array task's share); the store is finalised by whichever call sees every
+    shard done. ``workers > 1`` builds shards in that many processes (``source`` must then be picklable).
+    Returns a summary: ``n_images``, ``n_shards``, ``built``, ``skipped``, ``missing``, ``n_bad``, ``complete``,
+    ``seconds``, ``bytes``.
+    """
+    if on_bad not in ON_BAD:
+        raise ValueError(f"on_bad must be one of {ON_BAD}, got {on_bad!r}")
+    t0 = time.perf_counter()
+    paths = store_paths(path)
+    rows = _clean_rows(rows)
+    digest = config_hash(_store_config(rows, cfg, margin))
+    marker = read_marker(paths["store"])
+    if not overwrite and marker is not None and marker.get("config_hash") == digest:
+        return _summary(paths, built=[], skipped=list(range(len(plan_shards(len(rows), cfg)))), t0=t0)
+    create_store(path, rows, margin=margin, cfg=cfg, source=describe_source(source), overwrite=overwrite)
+    n_shards, missing = finished_shards(path)
+    wanted = list(range(n_shards)) if shards is None else sorted(set(shards))
+    outside = [k for k in wanted if not 0 <= k < n_shards]
+    if outside:
+        raise ValueError(f"shards {outside} do not exist: {paths['store']} has shards 0..{n_shards - 1}")
+    todo = [k for k in wanted if k in set(missing)]
+    sizes = {k: len(r) for k, r in enumerate(plan_shards(len(rows), cfg))}
+    with tqdm(total=sum(sizes[k] for k in todo), unit="img", desc=paths["store"].name, disable=not progress) as bar:
+        if workers <= 1 or len(todo) <= 1:
+            for k in todo:
+                build_shard(path, k, source, on_bad=on_bad, progress=bar)
+        else:
+            ctx = multiprocessing.get_context("spawn")  # no fork of a process holding zarr's threads
+            with cf.ProcessPoolExecutor(min(workers, max(len(todo), 1)), mp_context=ctx) as pool:
+                futures = {pool.submit(_build_shard_task, str(path), k, source, on_bad): k for k in todo}
+                try:
+                    for fut in cf.as_completed(futures):
+                        result = fut.result()
+                        if "bad_image" in result:
+                            raise BadImageError(*result["bad_image"])
+                        bar.update(sizes[futures[fut]])
+                except BaseException:
+                    for fut in futures:
+                        fut.cancel()
+                    raise
+    _, missing = finished_shards(path)
+    if not missing:
+        finalize_store(path)
+    return _summary(paths, built=todo, skipped=[k for k in wanted if k not in todo], t0=t0)
+
+
+def _summary(paths, *, built: list[int], skipped: list[int], t0: float) -> dict[str, Any]:
+    n_shards, missing = finished_shards(paths["store"])
+    marker = read_marker(paths["store"])
+    nbytes = sum(f.stat().st_size for f in (paths["store"] / "images").rglob("*") if f.is_file())
+    n_images = int(zarr.open_group(paths["store"], mode="r").attrs["n_images"])
+    return {
+        "path": str(paths["store"]), "n_images": n_images, "n_shards": n_shards, "built": built,
+        "skipped": skipped, "missing": missing, "complete": marker is not None and not missing,
+        "n_bad": None if marker is None else marker["n_bad"], "bytes": nbytes,
+        "bytes_per_image": nbytes / n_images if n_images else float("nan"),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _ranges(ks: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    out, start = [], None
+    for i, k in enumerate(ks):
+        if start is None:
+            start = k
+        if i + 1 == len(ks) or ks[i + 1] != k + 1:
+            out.append(str(start) if start == k else f"{start}-{k}")
+            start = None
+    return ", ".join(out)
+
+
+# ----------------------------------------------------------------------------- read
+
+
+class Store:
+    """A finished store, opened for reading.
+
+    ``images``: the zarr array ``(N, 3, M, M) uint8``; ``rows``: DataFrame in store order (index ``row``,
+    column ``ok``); ``attrs``: group attributes; ``ok``: ``(N,) bool`` mask of usable images.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.paths = store_paths(path)
+        self.path = self.paths["store"]
+        if not (self.path / "zarr.json").exists():
+            raise StoreError(f"no Zarr store at {self.path}")
+        group = zarr.open_group(self.path, mode="r")
+        self.attrs: dict[str, Any] = dict(group.attrs)
+        marker = read_marker(self.path)
+        # the store marker is written only after every shard marker was checked: one file to read, not thousands
+        if marker is None or marker.get("config_hash") != self.attrs["config_hash"] or not self.paths["rows"].exists():
+            n_shards, missing = finished_shards(self.path)
+            if missing:
+                raise StoreError(
+                    f"{self.path} is incomplete: shards {_ranges(missing)} of 0..{n_shards - 1} have no marker in "
+                    f"{self.paths['shards']} (build interrupted?); rerun the build to finish it"
+                )
+            raise StoreError(f"{self.path}: every shard is built but the store was not finalised; rerun the build")
+        self.images = group["images"]
+        self.rows = pd.read_parquet(self.paths["rows"])
+        if len(self.rows) != self.images.shape[0]:
+            raise StoreError(
+                f"{self.paths['rows']} has {len(self.rows)} rows but {self.path} has {self.images.shape[0]} images"
+            )
+        self.ok = self.rows["ok"].to_numpy(dtype=bool)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __repr__(self) -> str:
+        return f"Store({self.path.name}, n={len(self)}, shape={tuple(self.images.shape)}, margin={self.margin})"
+
+    @property
+    def image_size(self) -> int:
+        return int(self.attrs["image_size"])
+
+    @property
+    def margin(self) -> bool:
+        return bool(self.attrs["margin"])
+
+    @property
+    def chunk_images(self) -> int:
+        return int(self.attrs["chunk_images"])
+
+    def read_block(self, start: int, stop: int) -> np.ndarray:
+        """Images ``start:stop`` as ``(stop - start, 3, M, M) uint8`` (fastest when chunk-aligned)."""
+        if not 0 <= start <= stop <= len(self):
+            raise IndexError(f"block {start}:{stop} outside {self.path.name} (0..{len(self)})")
+        return self.images[start:stop]
+
+
+def open_store(path: str | os.PathLike) -> Store:
+    """Open a finished store; raises :class:`StoreError` naming the missing shards of an unfinished one."""
+    return Store(path)
+

@@ -1,0 +1,158 @@
+"""GZ1 table 2 reader: sexagesimal parsing, labels, and every kind of bad row (raise naming ids, or skip+report)."""
+
+from __future__ import annotations
+
+import time
+
+import astropy.units as u
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.coordinates import SkyCoord
+
+from gcnn_spin.conventions import ACW, CW, OTHER
+from gcnn_spin.data.gz1 import (
+    BadRowsError, OUTPUT_COLUMNS, format_sexagesimal, parse_sexagesimal, read_gz1,
+)
+
+VOTES = ("P_EL", "P_CW", "P_ACW", "P_EDGE", "P_DK", "P_MG")
+FIRST_OBJID = 587727178986356823  # > 2**53: must survive without float rounding
+
+
+def gz1_frame(n: int, rng: np.random.Generator, ra=None, dec=None) -> pd.DataFrame:
+    """``n`` rows in the published table-2 layout (all 16 columns), vote fractions to 3 decimals summing to 1."""
+    ra = rng.uniform(0, 360, n) if ra is None else np.asarray(ra)
+    dec = np.degrees(np.arcsin(rng.uniform(-0.5, 0.9, n))) if dec is None else np.asarray(dec)
+    kind = rng.integers(0, 3, n)  # a mix of clear CW, clear ACW and Other galaxies
+    votes = rng.dirichlet(np.full(6, 0.6), n)
+    votes[kind == 0, 1] += 2.0
+    votes[kind == 1, 2] += 2.0
+    votes = np.round(votes / votes.sum(1, keepdims=True), 3)
+    votes[:, 0] = 1 - votes[:, 1:].sum(1)
+    votes = np.abs(np.round(votes, 3))
+    df = pd.DataFrame({"OBJID": FIRST_OBJID + np.arange(n, dtype=np.int64) * 7,
+                       "RA": format_sexagesimal(ra, hours=True), "DEC": format_sexagesimal(dec, hours=False),
+                       "NVOTE": rng.integers(10, 80, n)})
+    for i, c in enumerate(VOTES):
+        df[c] = votes[:, i]
+    df["P_CS"] = votes[:, 1] + votes[:, 2] + votes[:, 3]
+    df["P_EL_DEBIASED"], df["P_CS_DEBIASED"] = votes[:, 0], df["P_CS"]
+    df["SPIRAL"], df["ELLIPTICAL"], df["UNCERTAIN"] = 0, 0, 1
+    return df
+
+
+def write_gz1(df: pd.DataFrame, path) -> None:
+    df.to_csv(path, index=False)
+
+
+def test_reads_published_layout(tmp_path, rng):
+    df = gz1_frame(40, rng)
+    df.loc[0, ["RA", "DEC"]] = ["00:02:05.65", "-11:12:38.1"]
+    write_gz1(df, tmp_path / "gz1.csv")
+    out = read_gz1(tmp_path / "gz1.csv")
+    assert list(out.columns) == list(OUTPUT_COLUMNS) and len(out) == 40
+    assert out["objid"].dtype == np.int64 and out["objid"].iloc[0] == FIRST_OBJID
+    assert out.loc[0, "ra"] == pytest.approx((2 / 60 + 5.65 / 3600) * 15, abs=1e-12)
+    assert out.loc[0, "dec"] == pytest.approx(-(11 + 12 / 60 + 38.1 / 3600), abs=1e-12)
+    ref = SkyCoord(df["RA"].tolist(), df["DEC"].tolist(), unit=(u.hourangle, u.deg))
+    np.testing.assert_allclose(out["ra"], ref.ra.deg, atol=1e-9)
+    np.testing.assert_allclose(out["dec"], ref.dec.deg, atol=1e-9)
+    np.testing.assert_allclose(out["p_other"], df[["P_EL", "P_EDGE", "P_DK", "P_MG"]].sum(1), atol=1e-12)
+    expected = np.where(df["P_CW"] > 0.5, CW, np.where(df["P_ACW"] > 0.5, ACW, OTHER))
+    np.testing.assert_array_equal(out["label"], expected)
+    assert set(out["label"]) == {CW, ACW, OTHER}
+
+
+def test_sexagesimal_round_trip_and_other_spellings():
+    ra = np.array([0.0, 0.52354, 187.5, 359.99999])
+    dec = np.array([-89.9, -0.5, 0.0, 45.123])
+    ra_back, ok_ra = parse_sexagesimal(pd.Series(format_sexagesimal(ra, True)), hours=True)
+    dec_back, ok_dec = parse_sexagesimal(pd.Series(format_sexagesimal(dec, False)), hours=False)
+    assert ok_ra.all() and ok_dec.all()
+    np.testing.assert_allclose((ra_back - ra + 180) % 360 - 180, 0, atol=0.01 / 3600 * 15)
+    np.testing.assert_allclose(dec_back, dec, atol=0.05 / 3600)
+    assert format_sexagesimal([-0.5], hours=False)[0] == "-00:30:00.0"  # the sign survives a zero degree field
+    values, ok = parse_sexagesimal(pd.Series(["12h30m00s", "12 30 00", "23:59:60.00"]), hours=True)
+    np.testing.assert_allclose(values, [187.5, 187.5, 0.0])
+    assert ok.all()
+
+
+@pytest.mark.parametrize("column", ["OBJID", "DEC", "P_MG"])
+def test_missing_column_is_named(tmp_path, rng, column):
+    write_gz1(gz1_frame(5, rng).drop(columns=column), tmp_path / "gz1.csv")
+    with pytest.raises(BadRowsError, match=rf"missing column\(s\) \['{column}'\]"):
+        read_gz1(tmp_path / "gz1.csv")
+
+
+def _bad_table(rng):
+    df = gz1_frame(30, rng)
+    df["OBJID"] = df["OBJID"].astype(str)
+    df.loc[3, "OBJID"] = df.loc[4, "OBJID"]  # duplicate pair
+    df.loc[6, "RA"] = ""  # NaN coordinate
+    df.loc[7, "DEC"] = "+91:00:00.0"  # out of range
+    df.loc[8, "RA"] = "25:00:00.00"  # out of range
+    df.loc[9, "DEC"] = "north"  # unparsable
+    df.loc[10, "P_CW"] = df.loc[10, "P_CW"] + 0.2  # fractions sum to 1.2
+    df.loc[11, "P_ACW"] = np.nan
+    df.loc[12, "OBJID"] = "12x4"
+    return df
+
+
+def test_bad_rows_raise_naming_ids(tmp_path, rng):
+    df = _bad_table(rng)
+    write_gz1(df, tmp_path / "gz1.csv")
+    with pytest.raises(BadRowsError) as info:
+        read_gz1(tmp_path / "gz1.csv")
+    text = str(info.value)
+    for row, reason in [(3, "duplicate OBJID"), (6, "RA missing"), (7, "DEC missing, unparsable or outside"),
+                        (8, "RA missing"), (9, "DEC"), (10, "do not sum to 1"), (11, "P_ACW missing"),
+                        (12, "unparsable OBJID")]:
+        assert reason in text and str(df.loc[row, "OBJID"]) in text
+    assert "9 bad row(s) of 30" in text  # the duplicate pair 3+4, then rows 6..12
+    assert set(info.value.ids) == set(df.loc[[3, 4, 6, 7, 8, 9, 10, 11, 12], "OBJID"].astype(str))
+
+
+def test_bad_rows_skipped_with_report(tmp_path, rng):
+    df = _bad_table(rng)
+    write_gz1(df, tmp_path / "gz1.csv")
+    out = read_gz1(tmp_path / "gz1.csv", on_bad="skip", report_path=tmp_path / "skipped.csv")
+    report = pd.read_csv(tmp_path / "skipped.csv", dtype={"OBJID": str})
+    bad_rows = [3, 4, 6, 7, 8, 9, 10, 11, 12]
+    assert len(out) == 30 - len(bad_rows)
+    assert sorted(report["line"]) == [r + 2 for r in bad_rows]  # CSV line numbers (header = line 1)
+    assert report.set_index("line").loc[12, "reason"].startswith("vote fractions")
+    good = df.drop(index=bad_rows)["OBJID"].astype(np.int64)
+    np.testing.assert_array_equal(out["objid"], good)
+    assert np.isfinite(out[["ra", "dec"]].to_numpy()).all()
+
+
+def test_clean_skip_still_writes_empty_report(tmp_path, rng):
+    write_gz1(gz1_frame(5, rng), tmp_path / "gz1.csv")
+    read_gz1(tmp_path / "gz1.csv", on_bad="skip", report_path=tmp_path / "skipped.csv")
+    assert len(pd.read_csv(tmp_path / "skipped.csv")) == 0
+
+
+def test_message_shows_first_ten_ids_and_count(tmp_path, rng):
+    df = gz1_frame(25, rng)
+    df.loc[:14, "P_EL"] = 0.9  # 15 rows whose fractions exceed 1
+    write_gz1(df, tmp_path / "gz1.csv")
+    with pytest.raises(BadRowsError, match=r"15 row\(s\)") as info:
+        read_gz1(tmp_path / "gz1.csv")
+    assert str(df.loc[9, "OBJID"]) in str(info.value) and str(df.loc[10, "OBJID"]) not in str(info.value)
+
+
+def test_rejects_unknown_on_bad(tmp_path, rng):
+    write_gz1(gz1_frame(3, rng), tmp_path / "gz1.csv")
+    with pytest.raises(ValueError, match="on_bad"):
+        read_gz1(tmp_path / "gz1.csv", on_bad="ignore")
+
+
+@pytest.mark.slow
+def test_full_size_table_reads_in_seconds(tmp_path, rng):
+    n = 667_944
+    write_gz1(gz1_frame(n, rng), tmp_path / "gz1.csv")
+    t0 = time.perf_counter()
+    out = read_gz1(tmp_path / "gz1.csv")
+    seconds = time.perf_counter() - t0
+    assert len(out) == n
+    assert seconds < 15, f"reading {n} GZ1 rows took {seconds:.1f} s"
