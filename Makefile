@@ -49,5 +49,8 @@ lock:  ## re-resolve requirements.in into requirements.lock (in a scratch venv)
 	.lockvenv/bin/pip freeze --all | grep -v -E "^pip==" > requirements.lock
 	rm -rf .lockvenv
 
+container:  ## Apptainer image containers/gcnn_spin.sif from containers/gcnn_spin.def (needs apptainer)
+	apptainer build --force $(if $(filter 0,$(shell id -u)),,--fakeroot) containers/gcnn_spin.sif containers/gcnn_spin.def
+
 clean:  ## remove caches (keeps the venv and data)
 	rm -rf .pytest_cache build *.egg-info
