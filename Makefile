@@ -5,10 +5,22 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Cluster runs: make submit-train CONFIG=experiment CLUSTER=a100 MODELS="gc_resnet18" SEEDS="0 1" SET="train.epochs=60"
+DATA ?= data
+RUNS ?= runs
+LOGS ?= logs
+PRED ?= predictions
+CONFIG ?= experiment
+CLUSTER ?= a100
+MODELS ?=
+SEEDS ?=
+SET ?=
+CLUSTER_ARGS ?=
+STORE ?= $(DATA)/stores/survey.zarr
 export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
-.PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer lock submit-train status container clean
+.PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer lock submit-train status infer-array container clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -41,6 +53,17 @@ bench-models: setup  ## per-model params, build time, throughput, memory
 
 bench-infer: setup  ## survey inference throughput of one array task
 	$(PY) bench/bench_infer.py
+
+submit-train: setup  ## submit the training grid (models x seeds) as a job array; see CONFIG, CLUSTER, MODELS, SEEDS
+	$(PY) -m gcnn_spin.cluster.submit_train --data $(DATA) --runs $(RUNS) --logs $(LOGS)/train --config $(CONFIG) \
+	    --cluster $(CLUSTER) $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) \
+	    $(foreach a,$(SET),--set $(a)) $(foreach a,$(CLUSTER_ARGS),--cluster-set $(a))
+
+status: setup  ## per training run: done / running / failed (with log) / not started
+	$(PY) -m gcnn_spin.cluster.arrays status $(LOGS)/train
+
+infer-array: setup  ## the sbatch --array range that covers the survey store: sbatch --array=$$(make -s infer-array) jobs/desi_infer.sh
+	@$(PY) -m gcnn_spin.cluster.infer --store $(STORE) --print-array
 
 lock:  ## re-resolve requirements.in into requirements.lock (in a scratch venv)
 	rm -rf .lockvenv && $(PY_BOOT) -m venv .lockvenv

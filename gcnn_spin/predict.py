@@ -29,8 +29,9 @@ def load_exported(run_dir: str | Path, device: torch.device | str = "cpu") -> to
     path = Path(run_dir) / "model_export.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: has the run at {run_dir} finished training?")
-    module = torch.load(path, map_location=device, weights_only=False)
-    return module.eval()
+    from .models import load_exported as load_module
+
+    return load_module(path, map_location=device)
 
 
 def parse_rows(text: str | None, n_rows: int) -> range | None:

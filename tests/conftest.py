@@ -27,3 +27,25 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
         if "network" in item.keywords and not allow_network:
             item.add_marker(pytest.mark.skip(reason="reaches the internet; set GCNN_SPIN_NETWORK_TESTS=1"))
+
+
+#: Config overrides that make every stage tiny: 16 px images, small shards (several inference parts).
+TINY_OVERRIDES = ("data.image_size=16", "data.chunk_images=16", "data.shard_images=64", "train.image_size=16",
+                  "train.batch_size=25", "train.epochs=2", "train.num_threads=1",
+                  "train.model_options={base_width=4}")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A synthetic survey run through the real data pipeline: ``(raw_dir, data_dir, overrides)``."""
+    from gcnn_spin.config import load_experiment
+    from gcnn_spin.data.pipeline import Inputs, build_dataset
+    from gcnn_spin.data.synthetic import generate_survey
+
+    root = tmp_path_factory.mktemp("tiny")
+    paths = generate_survey(root / "raw", n_gz1=400, n_survey_only=200, seed=1, swise_bias=0.1, progress=False)
+    cfg = load_experiment("demo", list(TINY_OVERRIDES))
+    inputs = Inputs(gz1=paths["gz1"], desi_index=paths["desi_index"], images=paths["jpg_root"],
+                    sdss_photometry=paths["sdss_photometry"])
+    build_dataset(root / "data", inputs, cfg.data, progress=False)
+    return root / "raw", root / "data", TINY_OVERRIDES

@@ -1,0 +1,75 @@
+"""Plain-PyTorch heads shared by the plain models, the G-models and their exported copies (no escnn here).
+
+Keeping the heads free of escnn means an exported model (see :mod:`gcnn_spin.models.export`) pickles and loads
+with torch alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class PooledHead(nn.Module):
+    """Features ``(B, C, H, W)`` -> logits ``(B, n_out)``.
+
+    ``pool="mean"``: max over the ``group_size`` channels of each regular field (group pooling; ``group_size=1``
+    skips it), then the spatial mean; ``pool="flatten"``: flatten as a classic LeNet. Then an MLP with ReLUs
+    (``hidden``), the MC-dropout layer, and the last linear layer. With ``tie_spirals`` the last layer has 2
+    outputs (Spiral, Other) and the logits are ``(Spiral, Spiral, Other)``: CW == ACW by construction.
+    """
+
+    def __init__(self, in_features: int, n_out: int = 3, *, hidden: Sequence[int] = (), dropout: float = 0.5,
+                 group_size: int = 1, pool: str = "mean", tie_spirals: bool = False):
+        super().__init__()
+        if pool not in ("mean", "flatten"):
+            raise ValueError(f"pool must be 'mean' or 'flatten', got {pool!r}")
+        if tie_spirals and n_out != 3:
+            raise ValueError("tie_spirals needs n_out=3 (CW, ACW, Other)")
+        self.group_size, self.pool, self.tie_spirals = group_size, pool, tie_spirals
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            width = h
+        self.mlp = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(width, 2 if tie_spirals else n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.group_size > 1:
+            b, c, h, w = x.shape
+            x = x.reshape(b, c // self.group_size, self.group_size, h, w).amax(dim=2)
+        x = x.mean(dim=(2, 3)) if self.pool == "mean" else x.flatten(1)
+        x = self.fc(self.dropout(self.mlp(x)))
+        if self.tie_spirals:
+            x = torch.cat([x[:, :1], x[:, :1], x[:, 1:]], dim=1)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"group_size={self.group_size}, pool={self.pool!r}, tie_spirals={self.tie_spirals}"
+
+
+class FieldDropout(nn.Dropout):
+    """Dropout of whole regular fields: ``(B, F * G, H, W)``, each field's ``G`` channels kept or dropped together.
+
+    A mask on whole fields commutes with the group action, so with MC dropout on, every sample (every mask) is
+    itself an exactly equivariant model; channel-wise dropout would break that inside each field.
+    """
+
+    def __init__(self, group_size: int, p: float = 0.5):
+        super().__init__(p)
+        self.group_size = group_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        b, c = x.shape[:2]
+        fields = c // self.group_size
+        keep = torch.empty(b, fields, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(1 - self.p) / (1 - self.p)
+        return (x.reshape(b, fields, self.group_size, -1) * keep).reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"group_size={self.group_size}, p={self.p}"

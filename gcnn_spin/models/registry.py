@@ -1,0 +1,125 @@
+"""The model registry: name -> :class:`~.specs.ModelSpec` -> ``nn.Module``, as timm's ``list_models``/``create``.
+
+Every model maps ``(B, 3, S, S)`` to logits ``(B, 3)`` in (CW, ACW, Other) order, two-pass ones included, so
+callers treat all models alike. escnn builders are imported on first use, so that loading an exported
+(plain-PyTorch) model never imports escnn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from torch import nn
+
+from .specs import SPECS, ModelSpec
+
+_SPECS: dict[str, ModelSpec] = {s.name: s for s in SPECS}
+
+#: Options every model takes, with defaults. ``init=False`` skips weight init (use before loading weights).
+COMMON_OPTIONS: dict[str, Any] = {"image_size": 160, "dropout": 0.5, "init": True}
+
+
+def names(filter: str | Iterable[str] = "") -> list[str]:
+    """Registered names in registry order, optionally filtered by wildcards (``"g_*"``, ``["lenet", "*_c"]``)."""
+    patterns = [filter] if isinstance(filter, str) else list(filter)
+    patterns = [p for p in patterns if p]
+    return [n for n in _SPECS if not patterns or any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+def spec(name: str) -> ModelSpec:
+    """The frozen description of ``name``; an unknown name raises, listing the valid ones."""
+    try:
+        return _SPECS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(_SPECS)}") from None
+
+
+def options(name: str) -> dict[str, Any]:
+    """Build options ``name`` accepts, with their defaults."""
+    s = spec(name)
+    valid = dict(COMMON_OPTIONS)
+    if s.family == "resnet":
+        valid["base_width"] = 64
+    if s.equivariant and s.output in ("invariant", "two_pass"):
+        valid["flips"] = False  # True: D_N instead of C_N
+    return valid
+
+
+def resolve(name: str, **opts: Any) -> tuple[ModelSpec, dict[str, Any]]:
+    """The spec with ``flips`` applied and the full option dict; a misspelt option raises with the valid list."""
+    valid = options(name)
+    unknown = sorted(set(opts) - set(valid))
+    if unknown:
+        raise TypeError(f"{name}: unknown option(s) {unknown}; valid options: {sorted(valid)}")
+    resolved = {**valid, **opts}
+    s = spec(name)
+    if resolved.get("flips"):
+        s = dataclasses.replace(s, flips=True)
+    if not 0.0 <= resolved["dropout"] < 1.0:
+        raise ValueError(f"{name}: dropout must be in [0, 1), got {resolved['dropout']}")
+    s.feature_size(resolved["image_size"])  # raises when the input is too small for the model
+    return s, resolved
+
+
+def _build_resnet(s: ModelSpec, o: dict[str, Any]) -> nn.Module:
+    if s.equivariant:
+        from .g_resnet import build_g_resnet
+
+        return build_g_resnet(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"])
+    from .resnet import build_resnet
+
+    return build_resnet(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"])
+
+
+def _build_lenet(s: ModelSpec, o: dict[str, Any]) -> nn.Module:
+    if s.equivariant:
+        from .g_lenet import build_g_lenet
+
+        return build_g_lenet(s, dropout=o["dropout"], init=o["init"])
+    from .lenet import build_lenet
+
+    return build_lenet(s, image_size=o["image_size"], dropout=o["dropout"])
+
+
+_FAMILY_BUILDERS: dict[str, Callable[[ModelSpec, dict[str, Any]], nn.Module]] = {
+    "resnet": _build_resnet,
+    "lenet": _build_lenet,
+}
+
+
+def build(name: str, image_size: int = 160, dropout: float = 0.5, **opts: Any) -> nn.Module:
+    """Build model ``name``: ``(B, 3, S, S) -> (B, 3)`` logits (CW, ACW, Other), in training mode.
+
+    Options: ``image_size`` (S; the plain LeNet's FC layer depends on it), ``dropout`` (the MC-dropout layer
+    before the last layer), ``init``, and per family ``base_width`` (ResNets: stem channels, 64 as torchvision;
+    stages get 1, 2, 4, 8 times it) and ``flips`` (``g_`` models: D8 instead of C8). ``model.model_name`` and
+    ``model.model_options`` record how it was built (checkpoints store them).
+    """
+    s, o = resolve(name, image_size=image_size, dropout=dropout, **opts)
+    model = _FAMILY_BUILDERS[s.family](s, o)
+    if s.two_pass:
+        from .chiral import TwoPass
+
+        model = TwoPass(model)
+    model.model_name = name
+    model.model_options = {k: v for k, v in o.items() if k != "init"}
+    return model.train()
+
+
+def enable_mc_dropout(model: nn.Module) -> int:
+    """Switch on every dropout layer (and only those) for MC-dropout sampling; returns how many.
+
+    Call it after ``model.eval()`` (which switches them off again): batch norm keeps its running statistics and
+    escnn keeps its cached filters, while each forward pass draws a new dropout mask. Works on escnn models and
+    on exported ones alike.
+    """
+    n = 0
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd) or type(module).__name__ in ("PointwiseDropout",
+                                                                                          "FieldDropout"):
+            module.train(True)
+            n += 1
+    return n
