@@ -70,8 +70,14 @@ class TrainConfig:
     num_threads: int = 0  # torch CPU threads; 0 = leave torch's default
     max_train_batches: int = 0  # 0 = all; >0 caps batches per epoch (smoke tests)
 
+    #: Per-model crop sizes: G-ResNets are exactly equivariant at S = 32k + 1 (161), LeNets at multiples of 4.
+    image_size_by_model: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
     def epochs_for(self, model: str) -> int:
         return int(self.epochs_by_model.get(model, self.epochs))
+
+    def image_size_for(self, model: str) -> int:
+        return int(self.image_size_by_model.get(model, self.image_size))
 
 
 @dataclasses.dataclass(frozen=True)

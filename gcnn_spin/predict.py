@@ -60,7 +60,8 @@ def predict_probabilities(module: torch.nn.Module, store, rows: range | None = N
 
     device = torch.device(device)
     store = open_store(store) if isinstance(store, (str, Path)) else store
-    image_size = int(store.attrs["image_size"])
+    # the crop the model was trained at (a store may be built for a slightly larger S), else the store's
+    image_size = int(getattr(module, "model_options", {}).get("image_size") or store.attrs["image_size"])
     loader = StoreLoader(store, batch_size=batch_size, shuffle=False, seed=0, image_size=image_size, rotate=False,
                          device=device, rows=None if rows is None else np.arange(rows.start, rows.stop))
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and bf16

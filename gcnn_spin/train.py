@@ -186,7 +186,8 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
     dev = pick_device(device)
     set_cpu_threads(cfg.train.num_threads)
     seed_everything(spec.seed)
-    model = models.build(spec.model, image_size=cfg.train.image_size, dropout=cfg.train.dropout,
+    image_size = cfg.train.image_size_for(spec.model)
+    model = models.build(spec.model, image_size=image_size, dropout=cfg.train.dropout,
                          **model_options_for(spec.model, cfg.train.model_options)).to(dev)
     if dev.type == "cuda" and cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -195,9 +196,9 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
 
     stores = Path(spec.data_dir) / "stores"
     train_loader = StoreLoader(stores / "train.zarr", batch_size=cfg.train.batch_size, shuffle=True, seed=spec.seed,
-                               image_size=cfg.train.image_size, rotate=cfg.train.rotate, device=dev)
+                               image_size=image_size, rotate=cfg.train.rotate, device=dev)
     val_loader = StoreLoader(stores / "val.zarr", batch_size=cfg.train.batch_size, shuffle=False, seed=spec.seed,
-                             image_size=cfg.train.image_size, rotate=False, device=dev)
+                             image_size=image_size, rotate=False, device=dev)
 
     ckpt_path = out / "checkpoint.pt"
     history: list[dict[str, Any]] = []

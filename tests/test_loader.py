@@ -130,8 +130,11 @@ def test_survey_store_refuses_rotation_and_has_no_targets(stores):
     _, survey = stores
     with pytest.raises(ValueError, match="survey store"):
         StoreLoader(survey, 4, shuffle=False, image_size=16, rotate=True)
-    with pytest.raises(ValueError, match="image_size 16, not 32"):
+    with pytest.raises(ValueError, match="image_size 16; crops of 12..16 px can be read from it, not 32"):
         StoreLoader(survey, 4, shuffle=False, image_size=32)
+    smaller = epoch(StoreLoader(survey, 5, shuffle=False, image_size=15))
+    assert smaller[0].images.shape[-2:] == (15, 15)
+    assert torch.equal(smaller[0].images, center_crop(torch.from_numpy(survey.images[:5]), 15))
     batches = epoch(StoreLoader(survey, 5, shuffle=False, image_size=16))
     assert torch.equal(batches[0].images, center_crop(torch.from_numpy(survey.images[:5]), 16))
     assert torch.isnan(batches[0].targets).all()

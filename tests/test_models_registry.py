@@ -37,7 +37,8 @@ def built():
 
 def test_names_cover_the_study_grid_and_filter_with_wildcards():
     assert set(config.GridConfig().models) <= set(M.names())  # every model of the study's grid is registered
-    assert M.names("g_*") == ["g_lenet", "g_resnet18", "g_resnet50", "g_resnet18_c", "g_resnet50_c"]
+    assert M.names("g_*") == ["g_lenet", "g_resnet18", "g_resnet18_flips", "g_resnet50", "g_resnet18_c",
+                              "g_resnet50_c"]
     assert M.names("*_c") == ["g_resnet18_c", "g_resnet50_c"]
     assert M.names(["lenet", "gc_*"]) == ["lenet", "gc_resnet18", "gc_resnet50"]
     assert M.names("nothing*") == []

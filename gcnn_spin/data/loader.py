@@ -82,9 +82,12 @@ class StoreLoader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.image_size = self.store.image_size if image_size is None else int(image_size)
-        if self.image_size != self.store.image_size:
+        # A crop a few pixels smaller than the store's S keeps the pixel scale (e.g. LeNets at 160 from a 161
+        # store); anything else would change the field of view the models were designed for.
+        if not self.store.image_size - 4 <= self.image_size <= self.store.image_size:
             raise ValueError(
-                f"{self.store.path.name} was built for image_size {self.store.image_size}, not {self.image_size}"
+                f"{self.store.path.name} was built for image_size {self.store.image_size}; crops of "
+                f"{self.store.image_size - 4}..{self.store.image_size} px can be read from it, not {self.image_size}"
             )
         if rotate and not self.store.margin:
             raise ValueError(

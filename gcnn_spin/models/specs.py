@@ -135,6 +135,8 @@ SPECS: tuple[ModelSpec, ...] = (
             description="Jia, Zhu & Pen CE-ResNet50: (Z, Other) MLP head, two-pass mirror predict"),
     _resnet("g_resnet18", BASIC, rotations=8, output="invariant",
             description="C8 ResNet18 (flips=True: D8, CW tied to ACW)"),
+    _resnet("g_resnet18_flips", BASIC, rotations=8, flips=True, output="invariant",
+            description="D8 ResNet18 with an invariant output: the reflection study's model that cannot tell CW from ACW"),
     _resnet("g_resnet50", BOTTLENECK, rotations=8, output="invariant",
             description="C8 ResNet50 (flips=True: D8, CW tied to ACW)"),
     _resnet("g_resnet18_c", BASIC, rotations=8, output="two_pass",

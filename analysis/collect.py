@@ -1,0 +1,6 @@
+"""Tables, figures and report.md from finished runs and survey predictions (see gcnn_spin.analysis.collect)."""
+
+from gcnn_spin.analysis.collect import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

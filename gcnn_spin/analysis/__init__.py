@@ -1,0 +1,6 @@
+"""Analysis of finished runs and survey predictions: tables, studies, figures and the report.
+
+``collect`` orchestrates; ``runs`` finds runs and prediction parts and checks they are complete; ``tables``
+averages over seeds; ``overlap``, ``rotation``, ``recovery`` and ``survey`` are the studies; ``figures`` and
+``report`` write what people read.
+"""

@@ -1,0 +1,376 @@
+"""Find training runs and survey prediction parts, and say which are incomplete and why.
+
+A run ``RUNS/{model}/seed{k}/`` is complete when its marker ``seed{k}.done`` exists and ``metrics.json``,
+``history.csv`` and ``test_predictions.parquet`` are in place. A prediction set ``PRED/{model}/seed{k}/`` is
+complete when every expected ``part-{i:05d}.parquet`` exists with its ``.done`` marker. The expected number of
+parts comes from the survey store (``gcnn_spin.cluster.infer.store_parts``) when it is given, otherwise from the
+largest part index seen across all prediction sets (which cannot see parts missing at the end of every set).
+
+Runs trained without rotation (``experiment.train.rotate = false`` in ``config.json``) are labelled
+``{model}_nr`` in every table, whatever their directory is called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import GridConfig
+from ..io import MARKER_SUFFIX, marker_path
+
+NR_SUFFIX = "_nr"
+RUN_FILES = ("metrics.json", "history.csv", "test_predictions.parquet")
+_SEED_RE = re.compile(r"^seed(\d+)$")
+_PART_RE = re.compile(r"^part-(\d{5})\.parquet$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run. ``label`` is the name used in tables (``{dir_name}_nr`` when trained without rotation)."""
+
+    label: str
+    dir_name: str
+    seed: int
+    path: Path
+    rotate: bool
+    problem: str = ""  # why the run is incomplete; empty when complete
+
+    @property
+    def complete(self) -> bool:
+        return not self.problem
+
+    @property
+    def flips(self) -> bool:
+        """Runs of a model registered with reflections (any name containing "flip")."""
+        return "flip" in self.dir_name.lower()
+
+    def metrics(self) -> dict[str, Any]:
+        return json.loads((self.path / "metrics.json").read_text())
+
+    def history(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / "history.csv")
+
+    def test_predictions(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / "test_predictions.parquet")
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictionSet:
+    """Survey predictions of one run: ``PRED/{dir_name}/seed{k}/part-*.parquet``."""
+
+    dir_name: str
+    seed: int
+    path: Path
+    done: dict[int, Path]  # part index -> parquet with a marker
+    unmarked: tuple[int, ...]  # parts written but without a marker (task died before finishing?)
+
+
+@dataclasses.dataclass(frozen=True)
+class Issue:
+    """Something incomplete, named precisely enough to rerun it."""
+
+    kind: str  # "run", "predictions" or "study"
+    model: str
+    seed: int | None
+    problem: str
+    part: int | None = None
+    log: str | None = None
+
+    def describe(self) -> str:
+        where = f"{self.model} seed{self.seed}" if self.seed is not None else self.model
+        if self.part is not None:
+            where += f" part {self.part}"
+        text = f"{self.kind}: {where}: {self.problem}"
+        return text + (f" (log: {self.log})" if self.log else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _read_rotate(run_dir: Path) -> tuple[bool, str]:
+    """``(experiment.train.rotate, problem)`` from the run's config.json; rotate is True when not recorded.
+
+    An unreadable config is a problem: it alone says whether the run belongs in the ``_nr`` table.
+    """
+    path = run_dir / "config.json"
+    if not path.exists():
+        return True, ""
+    try:
+        return bool(json.loads(path.read_text()).get("experiment", {}).get("train", {}).get("rotate", True)), ""
+    except (OSError, ValueError, AttributeError) as err:
+        return True, f"config.json unreadable ({type(err).__name__}: {err})"
+
+
+def _metrics_problems(path: Path) -> list[str]:
+    """Why ``metrics.json`` cannot feed the tables (unreadable, or without val/test loss and accuracy)."""
+    try:
+        metrics = json.loads(path.read_text())
+        for split in ("val", "test"):
+            float(metrics[split]["loss"]), float(metrics[split]["accuracy"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return [f"{path.name} unreadable or incomplete ({type(err).__name__}: {err})"]
+    return []
+
+
+def run_label(dir_name: str, rotate: bool) -> str:
+    """Table name of a run: the directory name, with ``_nr`` added when it was trained without rotation."""
+    return dir_name if rotate or dir_name.endswith(NR_SUFFIX) else dir_name + NR_SUFFIX
+
+
+def is_nr(label: str) -> bool:
+    return label.endswith(NR_SUFFIX)
+
+
+def discover_runs(runs_root: str | Path) -> list[Run]:
+    """Every ``{model}/seed{k}`` under ``runs_root`` (with or without marker), sorted by model order and seed."""
+    root = Path(runs_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"runs folder {root} does not exist")
+    found: dict[tuple[str, int], Path] = {}
+    for path in root.glob("*/seed*"):
+        name = path.name.removesuffix(MARKER_SUFFIX)
+        match = _SEED_RE.match(name)
+        if match and (path.is_dir() or path.name.endswith(MARKER_SUFFIX)):
+            found[(path.parent.name, int(match.group(1)))] = path.parent / name
+    runs = []
+    for (dir_name, seed), run_dir in found.items():
+        problems = []
+        if not run_dir.is_dir():
+            problems.append(f"marker {marker_path(run_dir).name} but no run folder")
+        else:
+            if not marker_path(run_dir).exists():
+                problems.append(f"no completion marker {marker_path(run_dir).name} (training unfinished or failed)")
+            missing = [f for f in RUN_FILES if not (run_dir / f).exists()]
+            if missing and not problems:
+                problems.append(f"marker present but {', '.join(missing)} missing")
+            if not problems:
+                problems += _metrics_problems(run_dir / "metrics.json")
+        rotate, config_problem = _read_rotate(run_dir) if run_dir.is_dir() else (True, "")
+        problems += [config_problem] if config_problem else []
+        runs.append(Run(run_label(dir_name, rotate), dir_name, seed, run_dir, rotate, "; ".join(problems)))
+    labels = {}
+    for run in runs:
+        other = labels.setdefault((run.label, run.seed), run)
+        if other is not run:
+            raise ValueError(f"two runs share the table name {run.label} seed{run.seed}: {other.path} and {run.path}")
+    order = {label: i for i, label in enumerate(model_order({r.label for r in runs}))}
+    return sorted(runs, key=lambda r: (order[r.label], r.seed))
+
+
+def model_order(labels: Iterable[str]) -> list[str]:
+    """The study's model order (the default grid), each ``_nr`` label after its model; unknown names last, sorted."""
+    grid = list(GridConfig().models)
+
+    def key(label: str):
+        base = label.removesuffix(NR_SUFFIX)
+        return (grid.index(base) if base in grid else len(grid), base, is_nr(label))
+
+    return sorted(set(labels), key=key)
+
+
+def discover_predictions(pred_root: str | Path) -> list[PredictionSet]:
+    """Every ``{model}/seed{k}/`` prediction folder under ``pred_root`` with its finished and unmarked parts."""
+    root = Path(pred_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"predictions folder {root} does not exist")
+    sets = []
+    for seed_dir in sorted(root.glob("*/seed*")):
+        match = _SEED_RE.match(seed_dir.name)
+        if not (match and seed_dir.is_dir()):
+            continue
+        done, unmarked = {}, []
+        for part in seed_dir.glob("part-*.parquet"):
+            index = _PART_RE.match(part.name)
+            if not index:
+                continue
+            if marker_path(part).exists():
+                done[int(index.group(1))] = part
+            else:
+                unmarked.append(int(index.group(1)))
+        sets.append(PredictionSet(seed_dir.parent.name, int(match.group(1)), seed_dir, dict(sorted(done.items())),
+                                  tuple(sorted(unmarked))))
+    return sets
+
+
+def expected_parts(sets: list[PredictionSet], store: str | Path | None = None,
+                   n_parts: int | None = None) -> tuple[int, str]:
+    """``(number of parts, where that number comes from)``: ``n_parts``, the survey store, or the parts seen."""
+    if n_parts is not None:
+        return n_parts, "given on the command line"
+    if store is not None:
+        from ..cluster.infer import store_parts
+        from ..data.store import open_store
+
+        return len(store_parts(open_store(store))), f"the survey store {Path(store).name} (its shard count)"
+    seen = [i for s in sets for i in (*s.done, *s.unmarked)]
+    return (max(seen) + 1 if seen else 0), "the largest part index seen across runs (pass --store to be sure)"
+
+
+# ----------------------------------------------------------------------------- submission records
+
+
+SUBMISSION_FILE = "submission.json"  # written by gcnn_spin.cluster.arrays.submit into each stage's log folder
+
+
+@dataclasses.dataclass
+class TaskLogs:
+    """Log path of each submitted array task, from ``submission.json`` records (empty when there are none).
+
+    A record maps ``task_id`` to ``{"output", "job_id", "stdout", "stderr", ...}``; a failure is matched to its
+    task by the task's output path, or by a task id such as ``part-00007`` or ``resnet18/seed3``.
+    """
+
+    by_output: dict[str, str] = dataclasses.field(default_factory=dict)
+    by_task_id: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def find(self, output: str | Path | None = None, task_ids: Iterable[str] = ()) -> str | None:
+        if output is not None:
+            log = self.by_output.get(str(Path(output).resolve()))
+            if log:
+                return log
+        return next((self.by_task_id[t] for t in task_ids if t in self.by_task_id), None)
+
+
+def submission_logs(folders: Iterable[str | Path]) -> TaskLogs:
+    """Read every ``submission.json`` in ``folders`` and one level below them (unreadable records are skipped:
+    logs only help to name a failure, they never decide one)."""
+    logs = TaskLogs()
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for path in sorted([*folder.glob(SUBMISSION_FILE), *folder.glob(f"*/{SUBMISSION_FILE}")]):
+            try:
+                tasks = json.loads(path.read_text()).get("tasks", {})
+            except (OSError, json.JSONDecodeError, AttributeError):
+                continue
+            for task_id, entry in tasks.items() if isinstance(tasks, dict) else ():
+                log = isinstance(entry, dict) and (entry.get("stderr") or entry.get("stdout"))
+                if not log:
+                    continue
+                logs.by_task_id[str(task_id)] = str(log)
+                if entry.get("output"):
+                    logs.by_output[str(Path(entry["output"]).resolve())] = str(log)
+    return logs
+
+
+def default_log_folders(*roots: str | Path | None) -> list[Path]:
+    """Where stage log folders usually are: each root itself, ``root/logs`` and a ``logs`` folder beside it."""
+    out = []
+    for root in roots:
+        if root is not None:
+            root = Path(root)
+            out += [root, root / "logs", root.parent / "logs"]
+    return list(dict.fromkeys(out))
+
+
+# ----------------------------------------------------------------------------- completeness
+
+
+@dataclasses.dataclass
+class Completeness:
+    """Everything found and everything missing. ``incomplete(kind)`` maps a label to its members left out."""
+
+    runs: list[Run]
+    predictions: list[PredictionSet]
+    issues: list[Issue]
+    n_parts: int
+    parts_source: str
+    labels_of_predictions: dict[tuple[str, int], str]  # (dir_name, seed) -> table label
+
+    def complete_runs(self) -> list[Run]:
+        return [r for r in self.runs if r.complete]
+
+    def complete_prediction_sets(self) -> list[tuple[str, PredictionSet]]:
+        bad = {(i.model, i.seed) for i in self.issues if i.kind in ("predictions", "run")}
+        return [(self.labels_of_predictions[(s.dir_name, s.seed)], s) for s in self.predictions
+                if (self.labels_of_predictions[(s.dir_name, s.seed)], s.seed) not in bad]
+
+    def incomplete(self, kinds: tuple[str, ...]) -> dict[str, list[str]]:
+        return group_issues(self.issues, kinds)
+
+    def survey_incomplete(self) -> dict[str, list[str]]:
+        """Members missing from survey tables: prediction issues, and incomplete runs that have predictions."""
+        with_predictions = {self.labels_of_predictions[(s.dir_name, s.seed)] for s in self.predictions}
+        out = self.incomplete(("predictions",))
+        for label, items in self.incomplete(("run",)).items():
+            if label in with_predictions:
+                out.setdefault(label, []).extend(items)
+        return out
+
+
+def group_issues(issues: Iterable[Issue], kinds: tuple[str, ...]) -> dict[str, list[str]]:
+    """``{model: ["seed3: no completion marker ...", ...]}`` for the issues of the given kinds."""
+    out: dict[str, list[str]] = {}
+    for issue in issues:
+        if issue.kind in kinds:
+            text = f"seed{issue.seed}" + (f" part {issue.part}" if issue.part is not None else "")
+            out.setdefault(issue.model, []).append(f"{text}: {issue.problem}")
+    return out
+
+
+def _compress(parts: list[int]) -> str:
+    ranges, start = [], None
+    for i, k in enumerate(parts):
+        if start is None:
+            start = k
+        if i + 1 == len(parts) or parts[i + 1] != k + 1:
+            ranges.append(str(start) if start == k else f"{start}-{k}")
+            start = None
+    return ", ".join(ranges)
+
+
+def check_completeness(runs_root: str | Path, pred_root: str | Path | None = None, store: str | Path | None = None,
+                       n_parts: int | None = None, log_folders: Iterable[str | Path] | None = None,
+                       max_named_parts: int = 20) -> Completeness:
+    """Discover runs and predictions under the roots and list every incomplete run, part and failed task.
+
+    Missing parts are named one by one (with their array task's log when a submission record says where it
+    is) up to ``max_named_parts`` per prediction set; beyond that they are reported as ranges. Logs are looked
+    up in the ``submission.json`` of ``log_folders`` (default: :func:`default_log_folders` of both roots).
+    """
+    runs = discover_runs(runs_root)
+    logs = submission_logs(default_log_folders(runs_root, pred_root) if log_folders is None else log_folders)
+    issues = [Issue("run", r.label, r.seed, r.problem, log=logs.find(r.path, [f"{r.dir_name}/seed{r.seed}"]))
+              for r in runs if not r.complete]
+    by_dir = {(r.dir_name, r.seed): r for r in runs}
+    sets = discover_predictions(pred_root) if pred_root is not None and Path(pred_root).is_dir() else []
+    total, source = (0, "no predictions")
+    if sets or store is not None or n_parts is not None:
+        total, source = expected_parts(sets, store, n_parts)
+    labels = {}
+    for s in sets:
+        run = by_dir.get((s.dir_name, s.seed))
+        label = run.label if run is not None else s.dir_name
+        labels[(s.dir_name, s.seed)] = label
+        if run is None:
+            issues.append(Issue("predictions", label, s.seed,
+                                f"predictions at {s.path} but no run {s.dir_name}/seed{s.seed}"))
+        missing = [i for i in range(total) if i not in s.done]
+        extra = [i for i in s.done if i >= total]
+        if extra:
+            issues.append(Issue("predictions", label, s.seed, f"parts {_compress(extra)} beyond the {total} expected "
+                                                              f"(from {source}): predictions of another store?"))
+        for i in missing[:max_named_parts]:
+            what = ("part file written but no marker (task died before finishing)" if i in s.unmarked
+                    else "part missing (array task failed or not run)")
+            part = s.path / f"part-{i:05d}.parquet"
+            log = logs.find(part, [f"part-{i:05d}", str(i), f"{s.dir_name}/seed{s.seed}/part-{i:05d}"])
+            issues.append(Issue("predictions", label, s.seed, what, part=i, log=log))
+        if len(missing) > max_named_parts:
+            rest = missing[max_named_parts:]
+            issues.append(Issue("predictions", label, s.seed, f"{len(rest)} more parts missing: {_compress(rest)}"))
+    # A finished run of a model whose other seeds have predictions, but which has none itself.
+    dirs_with_predictions = {s.dir_name for s in sets}
+    have = {(s.dir_name, s.seed) for s in sets}
+    for r in runs:
+        if r.complete and r.dir_name in dirs_with_predictions and (r.dir_name, r.seed) not in have:
+            issues.append(Issue("predictions", r.label, r.seed, "no survey predictions for this finished run"))
+            labels[(r.dir_name, r.seed)] = r.label
+    return Completeness(runs, sets, issues, total, source, labels)
