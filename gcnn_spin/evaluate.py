@@ -28,6 +28,30 @@ def evaluate_store(module: torch.nn.Module, store_path: Path, device: torch.devi
     return table, metrics
 
 
+@torch.no_grad()
+def equivariance_errors(module: torch.nn.Module, store_path: Path, device: torch.device, n_images: int = 64) -> dict:
+    """Largest change of the softmax probabilities ``(N, 3)`` on real test images under symmetry operations.
+
+    ``mirror``: ``p(mirror(x))`` vs ``p(x)`` with CW and ACW swapped, worst of both mirror axes (0 for an exactly
+    chirality-equivariant model); ``rot90``: ``p(rot90(x))`` vs ``p(x)`` (0 for an exactly rotation-invariant one).
+    """
+    from .conventions import MIRROR_PERMUTATION
+    from .data.loader import StoreLoader
+
+    image_size = int(getattr(module, "model_options", {}).get("image_size") or 0) or None
+    loader = StoreLoader(store_path, batch_size=n_images, shuffle=False, image_size=image_size, device=device)
+    images = next(iter(loader)).images
+
+    def probs(x):
+        return torch.softmax(module(x).double(), dim=-1)
+
+    base = probs(images)
+    swap = list(MIRROR_PERMUTATION)
+    mirror = max(float((probs(images.flip(axis))[:, swap] - base).abs().max()) for axis in (-1, -2))
+    rot90 = float((probs(torch.rot90(images, 1, dims=(-2, -1))) - base).abs().max())
+    return {"mirror": mirror, "rot90": rot90, "n_images": int(len(images))}
+
+
 def evaluate_run(run_dir: Path, spec, module: torch.nn.Module, device: torch.device,
                  history: list[dict[str, Any]]) -> dict[str, Any]:
     """Evaluate the exported ``module`` on val and test; write ``test_predictions.parquet`` and ``metrics.json``."""
@@ -38,9 +62,11 @@ def evaluate_run(run_dir: Path, spec, module: torch.nn.Module, device: torch.dev
     _, val = evaluate_store(module, stores / "val.zarr", device, batch_size, desc=f"{spec.model} val")
     test_table, test = evaluate_store(module, stores / "test.zarr", device, batch_size, desc=f"{spec.model} test")
     write_parquet_atomic(test_table, run_dir / "test_predictions.parquet")
+    errors = equivariance_errors(module, stores / "test.zarr", device)
     best = min(history, key=lambda row: row["val_loss"]) if history else {}
     metrics = {"model": spec.model, "seed": spec.seed, "epochs": len(history), "val": val, "test": test,
-               "best_val_epoch": best.get("epoch"),
+               "best_val_epoch": best.get("epoch"), "equivariance_error": errors["mirror"],
+               "equivariance": errors,
                "train_seconds": float(np.sum([row["seconds"] for row in history])) if history else 0.0}
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics

@@ -34,6 +34,7 @@ def test_train_writes_every_artifact_and_marker_last(tiny_dataset, tmp_path):
     assert list(history["epoch"]) == [1, 2]
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    assert metrics["equivariance"]["mirror"] > 1e-4  # a plain ResNet does not swap CW and ACW under a mirror
     table = pd.read_parquet(out / "test_predictions.parquet")
     assert {"dr8_id", "p_cw", "p_acw", "p_other", "p_cw_true"} <= set(table.columns)
     assert table[["p_cw", "p_acw", "p_other"]].sum(axis=1).sub(1).abs().max() < 1e-5
@@ -71,6 +72,9 @@ def test_killed_after_epoch_resumes_to_identical_weights(tiny_dataset, tmp_path,
         assert torch.equal(expected[key], got[key]), key
     assert pd.read_csv(resumed_dir / "history.csv")["train_loss"].tolist() == \
         pd.read_csv(reference / "history.csv")["train_loss"].tolist()
+    if model.startswith("gc_"):  # trained, exported and evaluated on real images: still exactly chiral
+        errors = json.loads((reference / "metrics.json").read_text())["equivariance"]
+        assert errors["mirror"] < 1e-5 and errors["rot90"] < 1e-5, errors
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_dataset, tmp_path, monkeypatch):

@@ -225,14 +225,15 @@ class Collector:
                 path = run_recovery_task(run, self.out, draws=self.s.draws, resample_seed=self.s.resample_seed)
                 table = pd.read_parquet(path)
                 found = recovery.spirals_found(run.test_predictions())
-            except ValueError as err:  # a data problem (e.g. no galaxy of one spin), not an unfinished task
-                section.text += f"\n\n{run.label} seed{run.seed}: no CVS recovery ({err})."
+                dropped = sorted(set(recovery.CVS_LEVELS) - set(table["level"]))
+                if dropped:
+                    section.text += (f"\n\n{run.label} seed{run.seed}: set CVS "
+                                     f"{', '.join(f'{c:+g}' for c in dropped)} left out: |CVS| must stay below "
+                                     f"√N for N = {found['n_sz']} S/Z galaxies.")
+                fit = recovery.fit_line(table["set_cvs"], table["pred_cvs"])
+            except ValueError as err:  # a data problem (no galaxy of one spin, too few S/Z galaxies to fit)
+                section.text += f"\n\n{run.label} seed{run.seed}: no CVS recovery fit ({err})."
                 continue
-            dropped = sorted(set(recovery.CVS_LEVELS) - set(table["level"]))
-            if dropped:
-                section.text += (f"\n\n{run.label} seed{run.seed}: set CVS {', '.join(f'{c:+g}' for c in dropped)} "
-                                 f"left out: |CVS| must stay below √N for N = {found['n_sz']} S/Z galaxies.")
-            fit = recovery.fit_line(table["set_cvs"], table["pred_cvs"])
             found_rows.append({"model": run.label, "seed": run.seed, **found})
             fit_rows.append({"model": run.label, "seed": run.seed, **fit})
             if self.shows(run.label, self.run_incomplete):
