@@ -222,25 +222,22 @@ def parse_override(text: str) -> dict[str, Any]:
     return out
 
 
-def load_experiment(name_or_path: str | Path = "experiment", overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """Load a science config (shipped name or path), then apply ``section.key=value`` overrides."""
-    path = _resolve(name_or_path)
+def _load(cls: type, name_or_path: str | Path, subdir: str, overrides: list[str] | tuple[str, ...]) -> Any:
+    path = _resolve(name_or_path, subdir)
     data = tomllib.loads(path.read_text())
     for text in overrides:
         data = _deep_update(data, parse_override(text))
     try:
-        return from_mapping(ExperimentConfig, data)
+        return from_mapping(cls, data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+def load_experiment(name_or_path: str | Path = "experiment", overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Load a science config (shipped name or path), then apply ``section.key=value`` overrides."""
+    return _load(ExperimentConfig, name_or_path, "", overrides)
 
 
 def load_cluster(name_or_path: str | Path = "local", overrides: list[str] | tuple[str, ...] = ()) -> ClusterProfile:
     """Load a cluster profile (shipped name under ``configs/cluster`` or a path) with ``key=value`` overrides."""
-    path = _resolve(name_or_path, "cluster")
-    data = tomllib.loads(path.read_text())
-    for text in overrides:
-        data = _deep_update(data, parse_override(text))
-    try:
-        return from_mapping(ClusterProfile, data)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+    return _load(ClusterProfile, name_or_path, "cluster", overrides)
