@@ -57,7 +57,7 @@ bench-infer: setup  ## survey inference throughput of one array task
 submit-train: setup  ## submit the training grid (models x seeds) as a job array; see CONFIG, CLUSTER, MODELS, SEEDS
 	$(PY) -m gcnn_spin.cluster.submit_train --data $(DATA) --runs $(RUNS) --logs $(LOGS)/train --config $(CONFIG) \
 	    --cluster $(CLUSTER) $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) \
-	    $(foreach a,$(SET),--set $(a)) $(foreach a,$(CLUSTER_ARGS),--cluster-set $(a))
+	    $(foreach a,$(SET),--set '$(a)') $(foreach a,$(CLUSTER_ARGS),--cluster-set '$(a)')
 
 status: setup  ## per training run: done / running / failed (with log) / not started
 	$(PY) -m gcnn_spin.cluster.arrays status $(LOGS)/train

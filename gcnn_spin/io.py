@@ -42,6 +42,19 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
+    """Delete temporary files that :func:`atomic_path` left for ``target`` when its process was killed.
+
+    Call it only where no other process can be writing ``target`` (array tasks never share an output).
+    """
+    target = Path(target)
+    stale = list(target.parent.glob(f".{target.name}.*.tmp")) if target.parent.exists() else []
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return stale
+
+
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)

@@ -16,7 +16,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import random
 import sys
 import time
@@ -29,8 +28,10 @@ import torch
 from . import models
 from .config import ExperimentConfig, load_experiment, to_dict
 from .evaluate import evaluate_run
-from .io import atomic_path, config_hash, is_done, marker_path, write_json_atomic, write_marker
+from .io import (atomic_path, config_hash, is_done, marker_path, remove_stale_temporaries, write_json_atomic,
+                 write_marker)
 from .metrics import n_correct, soft_cross_entropy
+from .runtime import pick_device, set_cpu_threads
 
 log = logging.getLogger("gcnn_spin.train")
 
@@ -64,12 +65,6 @@ def run_dir_for(runs_root: str | Path, model: str, seed: int) -> Path:
     return Path(runs_root) / model / f"seed{seed}"
 
 
-def pick_device(requested: str | None = None) -> torch.device:
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def model_options_for(model: str, options: dict[str, Any]) -> dict[str, Any]:
     """The config's ``model_options`` that ``model`` accepts (e.g. ``base_width`` reaches only ResNets).
 
@@ -81,17 +76,6 @@ def model_options_for(model: str, options: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"train.model_options: unknown option(s) {unknown}; valid: {sorted(known)}")
     accepted = models.options(model)
     return {k: v for k, v in options.items() if k in accepted}
-
-
-def set_cpu_threads(requested: int = 0) -> None:
-    """Use ``requested`` CPU threads, else the task's SLURM CPU allocation, else torch's default.
-
-    Oversubscribed cores are costly here: OpenMP threads spin while they wait, and two 2-thread processes on
-    two cores ran a ResNet18 30x slower than two 1-thread processes.
-    """
-    n = requested or int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0)
-    if n > 0:
-        torch.set_num_threads(n)
 
 
 def seed_everything(seed: int) -> None:
@@ -201,6 +185,7 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
                              image_size=image_size, rotate=False, device=dev)
 
     ckpt_path = out / "checkpoint.pt"
+    remove_stale_temporaries(ckpt_path)  # a task killed while saving leaves one; the run's folder is its own
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if ckpt_path.exists():

@@ -5,7 +5,7 @@ import pytest
 
 from gcnn_spin.demo import build_parser, run_demo
 
-from .conftest import TINY_OVERRIDES
+from conftest import TINY_OVERRIDES
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from gcnn_spin.io import atomic_path, config_hash, is_done, marker_path, read_marker, write_marker
+from gcnn_spin.io import (atomic_path, config_hash, is_done, marker_path, read_marker, remove_stale_temporaries,
+                          write_marker)
 
 
 def test_atomic_path_replaces_target_only_on_success(tmp_path):
@@ -30,3 +31,13 @@ def test_marker_records_config_hash_and_provenance(tmp_path):
     assert "time_utc" in marker["provenance"]
     assert is_done(out) and is_done(out, config) and not is_done(out, {"model": "other"})
     json.loads(marker_path(out).read_text())
+
+
+def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path):
+    target = tmp_path / "part-00003.parquet"
+    stale = tmp_path / ".part-00003.parquet.abc123.parquet.tmp"
+    other = tmp_path / ".part-00004.parquet.def456.parquet.tmp"
+    stale.write_text("half")
+    other.write_text("someone else's")
+    assert remove_stale_temporaries(target) == [stale]
+    assert not stale.exists() and other.exists()

@@ -257,6 +257,10 @@ def wait(jobs: Sequence[submitit.Job] | Submission, timeout_s: float, poll_s: fl
     deadline = time.monotonic() + timeout_s
     while True:
         left = [j for j in jobs if not j.done(force_check=True)]
+        on_slurm = [j.job_id for j in jobs if isinstance(j, submitit.SlurmJob)]
+        if not left and on_slurm:  # accounting may say CANCELLED while the processes still run (COMPLETING)
+            states = slurm.job_states(on_slurm)
+            left = [j for j in jobs if states.get(j.job_id) in slurm.ACTIVE_STATES]
         if not left:
             return
         if time.monotonic() > deadline:

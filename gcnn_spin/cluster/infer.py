@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 
-from ..io import atomic_path, is_done, read_marker, write_marker
+from ..io import atomic_path, is_done, read_marker, remove_stale_temporaries, write_marker
+from ..runtime import pick_device, set_cpu_threads
 
 log = logging.getLogger("gcnn_spin.infer")
 
@@ -90,7 +90,8 @@ def run_part(task_id: int, store_path: str | Path, runs: list[tuple[str, int, Pa
         log.info("task %d: the store has only %d parts, nothing to do", task_id, len(parts))
         return summary
     part = parts[task_id]
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = pick_device(device)
+    set_cpu_threads()
     for model, seed, run_dir in runs:
         out = part_path(pred_root, model, seed, task_id)
         identity = {"store": str(Path(store_path).resolve()), "rows": [part.rows.start, part.rows.stop],
@@ -98,6 +99,7 @@ def run_part(task_id: int, store_path: str | Path, runs: list[tuple[str, int, Pa
         if is_done(out, identity):
             summary["skipped"].append(str(out))
             continue
+        remove_stale_temporaries(out)  # left by a task killed while writing this part
         module = load_exported(run_dir, dev)
         table = predict_probabilities(module, store, part.rows, batch_size, dev, progress=progress,
                                       desc=f"{model} seed{seed} part {task_id}", timings=summary["timings"])

@@ -100,9 +100,10 @@ def job_states(job_ids: Iterable[str]) -> dict[str, str]:
     job_ids = [str(j) for j in job_ids]
     states = sacct_states(job_ids)
     for job_id, live in squeue_states(job_ids).items():
-        # COMPLETING only says that the steps are being cleaned up; accounting already has the outcome.
-        if live != "COMPLETING" or states.get(job_id, "UNKNOWN") in ACTIVE_STATES | {"UNKNOWN"}:
-            states[job_id] = live
+        # The controller's state wins while it knows the job. COMPLETING included: accounting may already say
+        # CANCELLED while the task's processes still run (until KillWait), and a resubmission then would put two
+        # processes in one output folder.
+        states[job_id] = live
     return states
 
 

@@ -23,8 +23,18 @@ from .executor import make_executor
 
 def train_task(model: str, seed: int, data_dir: str, out_dir: str, config: str, overrides: tuple[str, ...]) -> str:
     """One array task: (re)load the config where the task runs, then train or resume the run."""
+    import logging
+
     from ..train import train
 
+    # A task starts with logging unconfigured: without a handler, train's INFO lines ("resuming after epoch k")
+    # never reach the task's log. Only the package's logger, so submitit's own lines are not doubled.
+    package_log = logging.getLogger("gcnn_spin")
+    if not package_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        package_log.addHandler(handler)
+        package_log.setLevel(logging.INFO)
     experiment = load_experiment(config, list(overrides))
     spec = RunSpec(model=model, seed=seed, data_dir=data_dir, experiment=experiment)
     return str(train(spec, out_dir, resume=True, progress=False))
