@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..ranges import format_ranges
 from ..config import GridConfig
 from ..io import MARKER_SUFFIX, marker_path
 
@@ -315,17 +316,6 @@ def group_issues(issues: Iterable[Issue], kinds: tuple[str, ...]) -> dict[str, l
     return out
 
 
-def _compress(parts: list[int]) -> str:
-    ranges, start = [], None
-    for i, k in enumerate(parts):
-        if start is None:
-            start = k
-        if i + 1 == len(parts) or parts[i + 1] != k + 1:
-            ranges.append(str(start) if start == k else f"{start}-{k}")
-            start = None
-    return ", ".join(ranges)
-
-
 def check_completeness(runs_root: str | Path, pred_root: str | Path | None = None, store: str | Path | None = None,
                        n_parts: int | None = None, log_folders: Iterable[str | Path] | None = None,
                        max_named_parts: int = 20) -> Completeness:
@@ -355,7 +345,7 @@ def check_completeness(runs_root: str | Path, pred_root: str | Path | None = Non
         missing = [i for i in range(total) if i not in s.done]
         extra = [i for i in s.done if i >= total]
         if extra:
-            issues.append(Issue("predictions", label, s.seed, f"parts {_compress(extra)} beyond the {total} expected "
+            issues.append(Issue("predictions", label, s.seed, f"parts {format_ranges(extra)} beyond the {total} expected "
                                                               f"(from {source}): predictions of another store?"))
         for i in missing[:max_named_parts]:
             what = ("part file written but no marker (task died before finishing)" if i in s.unmarked
@@ -365,7 +355,7 @@ def check_completeness(runs_root: str | Path, pred_root: str | Path | None = Non
             issues.append(Issue("predictions", label, s.seed, what, part=i, log=log))
         if len(missing) > max_named_parts:
             rest = missing[max_named_parts:]
-            issues.append(Issue("predictions", label, s.seed, f"{len(rest)} more parts missing: {_compress(rest)}"))
+            issues.append(Issue("predictions", label, s.seed, f"{len(rest)} more parts missing: {format_ranges(rest)}"))
     # A finished run of a model whose other seeds have predictions, but which has none itself.
     dirs_with_predictions = {s.dir_name for s in sets}
     have = {(s.dir_name, s.seed) for s in sets}

@@ -39,6 +39,7 @@ import pandas as pd
 import zarr
 from tqdm.auto import tqdm
 
+from gcnn_spin.ranges import format_ranges
 from gcnn_spin.config import DataConfig
 from gcnn_spin.data.images import BadImageError, ImageSource, margin_size, to_store_image
 from gcnn_spin.io import atomic_path, config_hash, marker_path, read_marker, write_json_atomic, write_marker
@@ -327,7 +328,7 @@ def finalize_store(path: str | os.PathLike) -> dict[str, Any]:
     paths = store_paths(path)
     n_shards, missing = finished_shards(path)
     if missing:
-        raise StoreError(f"{paths['store']}: cannot finalise, shards not built: {_ranges(missing)}")
+        raise StoreError(f"{paths['store']}: cannot finalise, shards not built: {format_ranges(missing)}")
     bad = []
     for k in range(n_shards):
         bad.extend(read_marker(_shard_output(paths, k))["bad"])
@@ -411,18 +412,6 @@ def _summary(paths, *, built: list[int], skipped: list[int], t0: float) -> dict[
     }
 
 
-def _ranges(ks: list[int]) -> str:
-    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
-    out, start = [], None
-    for i, k in enumerate(ks):
-        if start is None:
-            start = k
-        if i + 1 == len(ks) or ks[i + 1] != k + 1:
-            out.append(str(start) if start == k else f"{start}-{k}")
-            start = None
-    return ", ".join(out)
-
-
 # ----------------------------------------------------------------------------- read
 
 
@@ -446,7 +435,7 @@ class Store:
             n_shards, missing = finished_shards(self.path)
             if missing:
                 raise StoreError(
-                    f"{self.path} is incomplete: shards {_ranges(missing)} of 0..{n_shards - 1} have no marker in "
+                    f"{self.path} is incomplete: shards {format_ranges(missing)} of 0..{n_shards - 1} have no marker in "
                     f"{self.paths['shards']} (build interrupted?); rerun the build to finish it"
                 )
             raise StoreError(f"{self.path}: every shard is built but the store was not finalised; rerun the build")
