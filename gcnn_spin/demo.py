@@ -68,8 +68,9 @@ def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, ov
     started = time.perf_counter()
 
     t0 = _step(f"1/6 synthetic survey: {n_gz1} GZ1 galaxies + {n_survey} survey-only, S-wise vote bias {swise_bias}")
+    # A ~9 x 9 deg patch across the galactic plane, so the report's north/south split has galaxies on both sides.
     raw = generate_survey(out / "raw", n_gz1=n_gz1, n_survey_only=n_survey, seed=0, swise_bias=swise_bias,
-                          workers=workers)
+                          ra_center=103.0, dec_center=0.0, density_per_deg2=60.0, workers=workers)
     _done(t0)
 
     t0 = _step("2/6 data pipeline: GZ1 -> DESI match -> SDSS cuts -> splits -> Zarr stores")
