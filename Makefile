@@ -62,7 +62,7 @@ submit-train: setup  ## submit the training grid (models x seeds) as a job array
 status: setup  ## per training run: done / running / failed (with log) / not started
 	$(PY) -m gcnn_spin.cluster.arrays status $(LOGS)/train
 
-infer-array: setup  ## the sbatch --array range that covers the survey store: sbatch --array=$$(make -s infer-array) jobs/desi_infer.sh
+infer-array: setup  ## print the sbatch --array range that covers the survey store (STORE=...)
 	@$(PY) -m gcnn_spin.cluster.infer --store $(STORE) --print-array
 
 lock:  ## re-resolve requirements.in into requirements.lock (in a scratch venv)
