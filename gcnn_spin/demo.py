@@ -32,8 +32,6 @@ def wait_with_progress(tasks, submission, timeout_s: float) -> None:
     """Poll the tasks' completion markers with a progress bar until every job has finished."""
     from tqdm.auto import tqdm
 
-    from .cluster import arrays
-
     jobs = submission.job_list
     deadline = time.monotonic() + timeout_s
     with tqdm(total=len(tasks), desc="training runs", unit="run", file=sys.stderr, dynamic_ncols=True) as bar:
@@ -48,10 +46,9 @@ def wait_with_progress(tasks, submission, timeout_s: float) -> None:
         bar.update(sum(t.done for t in tasks) - bar.n)
     failed = [t.task_id for t in tasks if not t.done]
     if failed:
-        record = Path(submission.record) if submission.record else None
-        raise RuntimeError(f"training failed for {failed}; logs: {record.parent if record else '?'} "
-                           f"(python -m gcnn_spin.cluster.arrays status {record.parent if record else ''})")
-    del arrays
+        logs = Path(submission.record).parent if submission.record else "?"
+        raise RuntimeError(f"training failed for {failed}; logs: {logs} "
+                           f"(python -m gcnn_spin.cluster.arrays status {logs})")
 
 
 def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, overrides: list[str],

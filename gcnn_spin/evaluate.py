@@ -10,6 +10,7 @@ import torch
 
 from .io import write_json_atomic
 from .metrics import classification_metrics
+from .runtime import trained_image_size
 
 PROB_COLUMNS = ["p_cw", "p_acw", "p_other"]
 TRUE_COLUMNS = ["p_cw_true", "p_acw_true", "p_other_true"]
@@ -38,8 +39,8 @@ def equivariance_errors(module: torch.nn.Module, store_path: Path, device: torch
     from .conventions import MIRROR_PERMUTATION
     from .data.loader import StoreLoader
 
-    image_size = int(getattr(module, "model_options", {}).get("image_size") or 0) or None
-    loader = StoreLoader(store_path, batch_size=n_images, shuffle=False, image_size=image_size, device=device)
+    loader = StoreLoader(store_path, batch_size=n_images, shuffle=False, image_size=trained_image_size(module),
+                         device=device)
     images = next(iter(loader)).images
 
     def probs(x):

@@ -8,7 +8,6 @@ Always runs the run's exported plain-PyTorch module (``model_export.pt``); bf16 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 import torch
 
 from .io import atomic_path
+from .runtime import autocast, pick_device, trained_image_size
 
 #: Columns copied from the store rows into every prediction table when present.
 ID_COLUMNS = ("dr8_id", "ra", "dec")
@@ -61,11 +61,9 @@ def predict_probabilities(module: torch.nn.Module, store, rows: range | None = N
     device = torch.device(device)
     store = open_store(store) if isinstance(store, (str, Path)) else store
     # the crop the model was trained at (a store may be built for a slightly larger S), else the store's
-    image_size = int(getattr(module, "model_options", {}).get("image_size") or store.attrs["image_size"])
+    image_size = trained_image_size(module) or int(store.attrs["image_size"])
     loader = StoreLoader(store, batch_size=batch_size, shuffle=False, seed=0, image_size=image_size, rotate=False,
                          device=device, rows=None if rows is None else np.arange(rows.start, rows.stop))
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and bf16
-                else contextlib.nullcontext())
     out_rows, out_probs = [], []
     bar = None
     if progress:
@@ -79,7 +77,7 @@ def predict_probabilities(module: torch.nn.Module, store, rows: range | None = N
     for batch in loader:
         tock = time.perf_counter()
         timings["read"] = timings.get("read", 0.0) + tock - tick
-        with autocast:
+        with autocast(device, bf16):
             logits = module(batch.images)
         out_probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
         out_rows.append(batch.rows.cpu().numpy())
@@ -125,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data.store import open_store
 
     args = build_parser().parse_args(argv)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device)
     store = open_store(args.store)
     module = load_exported(args.run, device)
     table = predict_probabilities(module, store, parse_rows(args.rows, len(store)), args.batch_size, device,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -12,6 +13,19 @@ def pick_device(requested: str | None = None) -> torch.device:
     if requested:
         return torch.device(requested)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(device: torch.device, bf16: bool = True):
+    """bf16 autocast on CUDA when asked for; a no-op context elsewhere (CPU runs stay float32)."""
+    if device.type == "cuda" and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def trained_image_size(module: torch.nn.Module) -> int | None:
+    """The crop size a built or exported model was made for (``model.model_options``), if it records one."""
+    size = getattr(module, "model_options", {}).get("image_size")
+    return int(size) if size else None
 
 
 def set_cpu_threads(requested: int = 0) -> None:

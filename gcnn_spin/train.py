@@ -10,12 +10,10 @@ model, optimiser, scheduler and every RNG state, and the loader derives its orde
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import dataclasses
 import json
 import logging
-import math
 import random
 import sys
 import time
@@ -31,7 +29,7 @@ from .evaluate import evaluate_run
 from .io import (atomic_path, config_hash, is_done, marker_path, remove_stale_temporaries, write_json_atomic,
                  write_marker)
 from .metrics import n_correct, soft_cross_entropy
-from .runtime import pick_device, set_cpu_threads
+from .runtime import autocast, pick_device, set_cpu_threads
 
 log = logging.getLogger("gcnn_spin.train")
 
@@ -99,12 +97,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if device.type == "cuda" and enabled:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _append_history(path: Path, rows: list[dict[str, Any]]) -> None:
     """Rewrite ``history.csv`` atomically from the checkpointed history (never out of step with it)."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
@@ -135,7 +127,7 @@ def _run_epoch(model, loader, optimiser, device, cfg, train: bool) -> tuple[floa
         targets = batch.targets.to(device, non_blocking=True)
         if device.type == "cuda" and cfg.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.set_grad_enabled(train), _autocast(device, cfg.train.bf16):
+        with torch.set_grad_enabled(train), autocast(device, cfg.train.bf16):
             logits = model(images)
             loss = soft_cross_entropy(logits, targets)
         if not torch.isfinite(loss):
@@ -161,11 +153,12 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
     out = Path(out_dir)
     cfg = spec.experiment
     run_config = spec.as_dict()
+    run_hash = config_hash(run_config)
     if is_done(out, run_config):
         log.info("%s: complete (marker %s), nothing to do", out, marker_path(out))
         return out
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", {**run_config, "config_hash": config_hash(run_config)})
+    write_json_atomic(out / "config.json", {**run_config, "config_hash": run_hash})
 
     dev = pick_device(device)
     set_cpu_threads(cfg.train.num_threads)
@@ -192,7 +185,7 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
         if not resume:
             raise FileExistsError(f"{ckpt_path} exists; pass --resume (default) to continue or choose another --out")
         state = load_training_checkpoint(ckpt_path)
-        if state.get("config_hash") != config_hash(run_config):
+        if state.get("config_hash") != run_hash:
             raise CheckpointError(f"{ckpt_path} was written for a different config; refusing to resume it")
         models.load_model_state(model, state["model"])
         optimiser.load_state_dict(state["optimiser"])
@@ -221,7 +214,7 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
                         "seconds": round(time.perf_counter() - t0, 3)})
         state = {"epoch": epoch + 1, "model": models.model_state_dict(model), "optimiser": optimiser.state_dict(),
                  "scheduler": scheduler.state_dict(), "history": history, "rng": _rng_state(),
-                 "config_hash": config_hash(run_config), "model_name": spec.model}
+                 "config_hash": run_hash, "model_name": spec.model}
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)
         _append_history(out / "history.csv", history)
