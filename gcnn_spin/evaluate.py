@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .io import write_json_atomic
+from .io import write_json_atomic, write_parquet_atomic
 from .metrics import classification_metrics
 from .runtime import trained_image_size
 
@@ -56,8 +56,6 @@ def equivariance_errors(module: torch.nn.Module, store_path: Path, device: torch
 def evaluate_run(run_dir: Path, spec, module: torch.nn.Module, device: torch.device,
                  history: list[dict[str, Any]]) -> dict[str, Any]:
     """Evaluate the exported ``module`` on val and test; write ``test_predictions.parquet`` and ``metrics.json``."""
-    from .predict import write_parquet_atomic
-
     stores = Path(spec.data_dir) / "stores"
     batch_size = max(spec.experiment.train.batch_size, 128)
     _, val = evaluate_store(module, stores / "val.zarr", device, batch_size, desc=f"{spec.model} val")

@@ -64,6 +64,12 @@ def write_json_atomic(target: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def write_parquet_atomic(table, target: str | os.PathLike) -> None:
+    """Write a pandas DataFrame to ``target`` as parquet (no index), atomically."""
+    with atomic_path(target, suffix=".parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+
+
 def config_hash(config: Any) -> str:
     """Short stable hash of a JSON-serialisable config (dicts, dataclasses via ``asdict`` first)."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()

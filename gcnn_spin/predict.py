@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .io import atomic_path
+from .io import write_parquet_atomic
 from .runtime import autocast, pick_device, trained_image_size
 
 #: Columns copied from the store rows into every prediction table when present.
@@ -99,11 +99,6 @@ def predict_probabilities(module: torch.nn.Module, store, rows: range | None = N
             table[f"{column}_true"] = meta[column].to_numpy(dtype=np.float32)
     table["p_cw"], table["p_acw"], table["p_other"] = probs[:, 0], probs[:, 1], probs[:, 2]
     return table.sort_values("row", kind="stable").reset_index(drop=True)
-
-
-def write_parquet_atomic(table: pd.DataFrame, path: str | Path) -> None:
-    with atomic_path(path, suffix=".parquet") as tmp:
-        table.to_parquet(tmp, index=False)
 
 
 def build_parser() -> argparse.ArgumentParser:

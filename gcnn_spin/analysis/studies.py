@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..io import atomic_path, config_hash, is_done, read_marker, write_marker
+from ..io import config_hash, is_done, read_marker, write_marker, write_parquet_atomic
 from . import recovery, rotation
 from .runs import Issue, Run, discover_runs
 
@@ -51,8 +51,7 @@ def _sha256(path: Path) -> str:
 
 
 def _write(table: pd.DataFrame, out: Path, identity: dict[str, Any], run: Run) -> Path:
-    with atomic_path(out, suffix=".parquet") as tmp:
-        table.to_parquet(tmp, index=False)
+    write_parquet_atomic(table, out)
     write_marker(out, identity, model=run.label, seed=run.seed, n_rows=len(table))
     return out
 

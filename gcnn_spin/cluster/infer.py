@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 
-from ..io import atomic_path, is_done, read_marker, remove_stale_temporaries, write_marker
+from ..io import is_done, read_marker, remove_stale_temporaries, write_marker, write_parquet_atomic
 from ..runtime import pick_device, set_cpu_threads
 
 log = logging.getLogger("gcnn_spin.infer")
@@ -104,8 +104,7 @@ def run_part(task_id: int, store_path: str | Path, runs: list[tuple[str, int, Pa
         table = predict_probabilities(module, store, part.rows, batch_size, dev, progress=progress,
                                       desc=f"{model} seed{seed} part {task_id}", timings=summary["timings"])
         t0 = time.perf_counter()
-        with atomic_path(out, suffix=".parquet") as tmp:
-            table[PREDICTION_COLUMNS].to_parquet(tmp, index=False)
+        write_parquet_atomic(table[PREDICTION_COLUMNS], out)
         write_marker(out, identity, model=model, seed=seed, task_id=task_id, n_rows=len(table),
                      n_skipped_bad=len(part.rows) - len(table))
         summary["timings"]["write"] += time.perf_counter() - t0

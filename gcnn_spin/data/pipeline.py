@@ -37,7 +37,8 @@ from gcnn_spin.config import DataConfig
 from gcnn_spin.conventions import counts_table
 from gcnn_spin.data import crossmatch, cutouts, gz1, sdss, selection
 from gcnn_spin.data.images import JpegTree
-from gcnn_spin.io import atomic_path, config_hash, is_done, write_json_atomic, write_marker, write_text_atomic
+from gcnn_spin.io import (atomic_path, config_hash, is_done, write_json_atomic, write_marker, write_parquet_atomic,
+                          write_text_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +103,6 @@ def write_counts(table: pd.DataFrame, stem: Path) -> None:
     log.info("counts (%s):\n%s", stem.with_name(stem.name + ".csv").name, table.to_string())
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path, suffix=".parquet") as tmp:
-        df.to_parquet(tmp, index=False)
-
-
 def _stage_counts(cfg: DataConfig, upto: int, gz1_df: pd.DataFrame, match: pd.DataFrame | None = None,
                   photometry: pd.DataFrame | None = None) -> pd.DataFrame:
     """Counts of the first ``upto`` rows of the Table 1 layout, from the stages run so far."""
@@ -152,7 +148,7 @@ def stage_gz1(out: Path, inputs: Inputs, cfg: DataConfig, config: dict, on_bad: 
     if is_done(output, config):
         return pd.read_parquet(output), True
     table = gz1.read_gz1(inputs.gz1, on_bad=on_bad, report_path=out / "gz1.skipped.csv")
-    _write_parquet(table, output)
+    write_parquet_atomic(table, output)
     write_counts(_stage_counts(cfg, 1, table), out / "gz1.counts")
     write_marker(output, config, n_rows=len(table))
     return table, False
@@ -178,7 +174,7 @@ def stage_crossmatch(out: Path, gz1_df: pd.DataFrame, index: Callable[[], pd.Dat
         return pd.read_parquet(output), True
     match = crossmatch.match_to_desi(gz1_df, index(), cfg.match_radius_arcsec, unique=True)
     match.insert(0, "objid", gz1_df["objid"].to_numpy())
-    _write_parquet(match, output)
+    write_parquet_atomic(match, output)
     write_counts(_stage_counts(cfg, 2, gz1_df, match), out / "crossmatch.counts")
     write_marker(output, config, n_matched=int((match["dr8_id"] != "").sum()))
     return match, False
@@ -209,7 +205,7 @@ def stage_sdss(out: Path, gz1_df: pd.DataFrame, match: pd.DataFrame, inputs: Inp
                 failed.to_csv(tmp, index=False)
     photometry = pd.DataFrame({"objid": gz1_df["objid"].to_numpy()}).merge(answers, on="objid", how="left")
     photometry.loc[~matched, list(sdss.SDSS_COLUMNS[1:])] = np.nan  # only matched galaxies count
-    _write_parquet(photometry, output)
+    write_parquet_atomic(photometry, output)
     write_counts(_stage_counts(cfg, 3, gz1_df, match, photometry), out / "sdss.counts")
     if len(failed) == 0:
         write_marker(output, config, n_answered=int(np.isfinite(photometry["n_neighbours_1arcsec"]).sum()))
@@ -235,7 +231,7 @@ def stage_catalogue(out: Path, gz1_df: pd.DataFrame, match: pd.DataFrame, photom
     merged = pd.concat([gz1_df.reset_index(drop=True), match.drop(columns="objid").reset_index(drop=True),
                         photometry.drop(columns="objid").reset_index(drop=True)], axis=1)
     catalogue = selection.select(merged, cfg)[list(CATALOGUE_COLUMNS)]
-    _write_parquet(catalogue, output)
+    write_parquet_atomic(catalogue, output)
     write_counts(counts_table(selection.stage_labels(catalogue, cfg)), out / "counts")
     if final:
         write_marker(output, config, n_rows=len(catalogue),
@@ -252,7 +248,7 @@ def stage_survey(out: Path, catalogue: pd.DataFrame, index: Callable[[], pd.Data
     used = catalogue.loc[catalogue["split"].isin(selection.SPLITS), "dr8_id"]
     rows = crossmatch.survey_rows(index(), used)
     rows = rows.sort_values("dr8_id", kind="stable", ignore_index=True)  # dr8_id starts with the brick: locality
-    _write_parquet(rows, output)
+    write_parquet_atomic(rows, output)
     write_marker(output, config, n_rows=len(rows))
     log.info("survey set: %d DESI galaxies (%d used in train/val/test removed)", len(rows), len(used))
     return rows, False
@@ -302,7 +298,7 @@ def _mark_bad_images(out: Path, catalogue: pd.DataFrame, splits: Sequence[str]) 
         changed |= bool((catalogue.loc[hit, "reason"] != "bad_image").any())
         catalogue.loc[hit, "reason"] = "bad_image"
     if changed:
-        _write_parquet(catalogue, out / "catalogue.parquet")
+        write_parquet_atomic(catalogue, out / "catalogue.parquet")
     return catalogue
 
 

@@ -36,7 +36,7 @@ from gcnn_spin.data.synthetic import catalogue, votes
 from gcnn_spin.data.synthetic.params import SurveyParams
 from gcnn_spin.data.synthetic.population import draw_population
 from gcnn_spin.data.synthetic.render import encode_jpeg, render_galaxy
-from gcnn_spin.io import atomic_path, config_hash, read_marker, write_json_atomic, write_marker
+from gcnn_spin.io import atomic_path, config_hash, read_marker, write_json_atomic, write_marker, write_parquet_atomic
 
 GZ1_FILE = "GalaxyZoo1_DR_table2.csv"
 DESI_FILE = "desi_index.parquet"
@@ -229,14 +229,12 @@ def generate_survey(out_dir: str | os.PathLike, params: SurveyParams | None = No
     truth, photometry = build_truth(params)
     with atomic_path(paths["gz1"], suffix=".csv") as tmp:
         label_table(truth, params).to_csv(tmp, index=False)
-    with atomic_path(paths["desi_index"], suffix=".parquet") as tmp:
-        catalogue.desi_table(truth).to_parquet(tmp, index=False)
+    write_parquet_atomic(catalogue.desi_table(truth), paths["desi_index"])
     with atomic_path(paths["sdss_photometry"], suffix=".csv") as tmp:
         catalogue.sdss_table(truth, photometry).to_csv(tmp, index=False)
     n_written = render_images(truth, paths["jpg_root"], params, workers=workers, skip_existing=state == "resume",
                               progress=progress)
-    with atomic_path(paths["truth"], suffix=".parquet") as tmp:
-        truth.to_parquet(tmp, index=False)
+    write_parquet_atomic(truth, paths["truth"])
     write_marker(paths["jpg_root"], config, n_galaxies=params.n_total, n_images=int((truth["dr8_id"] != "").sum()),
                  n_images_written=n_written)
     return paths
