@@ -13,7 +13,7 @@ from pathlib import Path
 from gcnn_spin.config import ConfigError, load_experiment
 from gcnn_spin.data import pipeline
 from gcnn_spin.data.cutouts import DEFAULT_CUTOUT_URL
-from gcnn_spin.data.gz1 import BadRowsError
+from gcnn_spin.data.bad_rows import BadRowsError, EmptyInputError
 from gcnn_spin.data.images import BadImageError
 from gcnn_spin.data.sdss import SdssQueryError
 
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         stores = [s for s in args.stores.split(",") if s.strip()]
         summary = pipeline.build_dataset(args.out, inputs, cfg, on_bad=args.on_bad, workers=args.workers,
                                          stores=stores, progress=not args.quiet)
-    except (ConfigError, BadRowsError, BadImageError, SdssQueryError, pipeline.CutoutFetchError,
+    except (ConfigError, BadRowsError, EmptyInputError, BadImageError, SdssQueryError, pipeline.CutoutFetchError,
             FileNotFoundError) as err:
         print(f"build_dataset: error: {err}", file=sys.stderr)
         return 2

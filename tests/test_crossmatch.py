@@ -9,7 +9,7 @@ import pytest
 from astropy.coordinates import SkyCoord
 
 from gcnn_spin.data.crossmatch import duplicated, match_to_desi, read_desi_index, survey_rows
-from gcnn_spin.data.gz1 import BadRowsError
+from gcnn_spin.data.bad_rows import BadRowsError
 
 
 def offset(ra, dec, arcsec, angle_deg=30.0):

@@ -10,8 +10,9 @@ import pytest
 from loopback import CUTOUT_PATH, CutoutFake, Loopback
 
 from gcnn_spin.data.cutouts import (
-    CutoutCache, FirstOf, LegacyCutoutService, RateLimiter, cache_path, prefetch,
+    CutoutCache, FirstOf, LegacyCutoutService, cache_path, prefetch,
 )
+from gcnn_spin.data.http import RateLimiter
 from gcnn_spin.data.images import BadImageError, JpegTree, decode_jpeg
 
 POSITIONS = pd.DataFrame({"dr8_id": [f"3310{b}_{k}" for b in range(3) for k in range(4)],

@@ -216,6 +216,19 @@ def test_bad_gz1_rows_via_cli(tmp_path, fake_store):
     assert len(pd.read_parquet(tmp_path / "data" / "catalogue.parquet")) == N_GZ1 - 4
 
 
+@pytest.mark.parametrize("content, says", [("", "empty file"), (None, "no GZ1 rows")])
+def test_empty_gz1_is_one_line_error_and_no_stage_runs(tmp_path, fake_store, content, says):
+    """An empty GZ1 file and a header without rows: exit 2, one line naming the file, nothing built."""
+    make_raw(tmp_path / "raw")
+    gz1_path = tmp_path / "raw" / "GalaxyZoo1_DR_table2.csv"
+    gz1_path.write_text(gz1_path.read_text().splitlines()[0] + "\n" if content is None else content)
+    extra = ["--images", str(tmp_path / "raw"), "--sdss-photometry", str(tmp_path / "raw" / "sdss_photometry.csv")]
+    code, stdout, stderr = run_cli(args(tmp_path / "raw", tmp_path / "data", *extra))
+    assert code == 2 and stdout == ""
+    assert stderr.count("\n") == 1 and str(gz1_path) in stderr and says in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "data" / "gz1.parquet").exists() and not (tmp_path / "data" / "counts.md").exists()
+
+
 def test_bad_index_rows_via_cli(tmp_path, fake_store):
     raw = make_raw(tmp_path / "raw")
     index = raw["index"].copy()

@@ -8,8 +8,8 @@ import pytest
 from loopback import SKYSERVER_DR7_PATH, Loopback, SkyServerFake
 from test_crossmatch import offset
 
-from gcnn_spin.data.cutouts import RetryableError
-from gcnn_spin.data.gz1 import BadRowsError
+from gcnn_spin.data.bad_rows import BadRowsError
+from gcnn_spin.data.http import RetryableError
 from gcnn_spin.data.sdss import (
     SDSS_COLUMNS, SdssQueryError, SdssRequest, SkyServer, build_requests, parse_answer, query_photometry,
     read_photometry_table,

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from astropy.coordinates import SkyCoord
 
-from gcnn_spin.data.gz1 import RowProblems, check_on_bad, missing_columns
+from gcnn_spin.data.bad_rows import RowProblems, check_on_bad, missing_columns
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def read_desi_index(path: str | os.PathLike, *, on_bad: str = "raise",
     """Read and validate the DESI file index (parquet) -> ``dr8_id`` (str), ``ra``, ``dec`` (deg), ``brickid``.
 
     Checks: every column of :data:`INDEX_COLUMNS` present; ``dr8_id`` non-empty and unique; finite ``ra`` in
-    [0, 360] and ``dec`` in [-90, 90]. Bad rows raise :class:`~gcnn_spin.data.gz1.BadRowsError` naming the
+    [0, 360] and ``dec`` in [-90, 90]. Bad rows raise :class:`~gcnn_spin.data.bad_rows.BadRowsError` naming the
     dr8_ids, or with ``on_bad="skip"`` are dropped and listed in ``report_path`` (``row`` = 0-based row number).
     """
     check_on_bad(on_bad)

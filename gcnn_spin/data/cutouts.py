@@ -1,5 +1,4 @@
-"""Cutouts fetched from the Legacy Surveys viewer, cached on disk, plus the small HTTP helpers both remote
-stages share (:class:`RateLimiter`, :func:`retry_call`).
+"""Cutouts fetched from the Legacy Surveys viewer, cached on disk.
 
 ``LegacyCutoutService.load(dr8_id)`` returns a ``(424, 424, 3) uint8`` cutout like ``JpegTree.load``: from the
 cache ``cache_dir/{brickid}/{dr8_id}.jpg`` when it is there, else fetched (throttled, retried with backoff),
@@ -19,81 +18,21 @@ import threading
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
+from gcnn_spin.data.http import RateLimiter, RetryableError, http_get, retry_call
 from gcnn_spin.data.images import CUTOUT_SIZE, BadImageError, ImageSource, decode_jpeg
 from gcnn_spin.io import atomic_path
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CUTOUT_URL = "https://www.legacysurvey.org/viewer/cutout.jpg"
-USER_AGENT = "gcnn_spin (galaxy chirality study; cutout fetcher)"
-T = TypeVar("T")
-
-
-# ----------------------------------------------------------------------------- HTTP helpers
-
-
-class RateLimiter:
-    """At most ``max_per_s`` calls of :meth:`wait` per second, across threads (``<= 0``: no limit)."""
-
-    def __init__(self, max_per_s: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
-        self.interval = 1.0 / max_per_s if max_per_s > 0 else 0.0
-        self._clock, self._sleep = clock, sleep
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self._lock:  # reserve the next slot, then sleep outside the lock
-            now = self._clock()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        if slot > now:
-            self._sleep(slot - now)
-
-
-class RetryableError(RuntimeError):
-    """A failure worth another try (server error, timeout, truncated or corrupt answer)."""
-
-
-def retry_call(fn: Callable[[], T], *, tries: int, backoff_s: float, retry_on: tuple[type[BaseException], ...],
-               sleep: Callable[[float], None] = time.sleep, what: str = "request") -> T:
-    """Call ``fn`` up to ``tries`` times, sleeping ``backoff_s * 2**k`` after failure ``k``; re-raise the last."""
-    for attempt in range(tries):
-        try:
-            return fn()
-        except retry_on as err:
-            if attempt == tries - 1:
-                raise
-            delay = backoff_s * 2 ** attempt
-            log.info("%s failed (%s); try %d of %d in %.1f s", what, err, attempt + 2, tries, delay)
-            sleep(delay)
-    raise ValueError(f"tries must be >= 1, got {tries}")
-
-
-def http_get(url: str, timeout_s: float) -> bytes:
-    """GET ``url``; 5xx, 429, timeouts and dropped connections become :class:`RetryableError`."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
-            return answer.read()
-    except urllib.error.HTTPError as err:
-        if err.code >= 500 or err.code == 429:
-            raise RetryableError(f"HTTP {err.code} {err.reason}") from None
-        raise
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-        raise RetryableError(f"connection failed: {getattr(err, 'reason', err)}") from None
 
 
 # ----------------------------------------------------------------------------- sources

@@ -36,6 +36,7 @@ import pandas as pd
 from gcnn_spin.config import DataConfig
 from gcnn_spin.conventions import counts_table
 from gcnn_spin.data import crossmatch, cutouts, gz1, sdss, selection
+from gcnn_spin.data.bad_rows import check_on_bad
 from gcnn_spin.data.images import JpegTree
 from gcnn_spin.io import (atomic_path, config_hash, is_done, write_json_atomic, write_marker, write_parquet_atomic,
                           write_text_atomic)
@@ -351,7 +352,7 @@ def build_dataset(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig, *
     (``"skip"``). ``sdss_client``: a configured :class:`~gcnn_spin.data.sdss.SkyServer` (default: one for
     ``inputs.sdss_url``).
     """
-    gz1.check_on_bad(on_bad)
+    check_on_bad(on_bad)
     unknown = sorted(set(stores) - set(STORE_SPLITS))
     if unknown:
         raise ValueError(f"unknown store(s) {unknown}; valid: {list(STORE_SPLITS)}")

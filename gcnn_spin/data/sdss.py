@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from gcnn_spin.data.cutouts import RateLimiter, RetryableError, retry_call
-from gcnn_spin.data.gz1 import RowProblems, check_on_bad, missing_columns, parse_numbers, parse_objid
+from gcnn_spin.data.bad_rows import RowProblems, check_on_bad, missing_columns
+from gcnn_spin.data.http import RateLimiter, RetryableError, retry_call
+from gcnn_spin.data.parse import parse_numbers, parse_objid
 from gcnn_spin.io import atomic_path
 
 log = logging.getLogger(__name__)
