@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 from gcnn_spin.config import ConfigError, load_experiment
-from gcnn_spin.data import pipeline
+from gcnn_spin.data import pipeline, sdss
 from gcnn_spin.data.cutouts import DEFAULT_CUTOUT_URL
 from gcnn_spin.data.bad_rows import BadRowsError, EmptyInputError
 from gcnn_spin.data.images import BadImageError
-from gcnn_spin.data.sdss import SdssQueryError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,11 +39,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--stores", default=",".join(pipeline.STORE_SPLITS),
                    help="comma-separated stores to build, '' for none (default: %(default)s)")
     p.add_argument("--sdss-url", help="SkyServer base URL (default: astroquery's)")
+    p.add_argument("--sdss-batch-size", type=int, default=sdss.DEFAULT_BATCH_SIZE,
+                   help="objects per SkyServer request, at most (default: %(default)s)")
+    p.add_argument("--sdss-max-query-bytes", type=int, default=sdss.MAX_QUERY_BYTES,
+                   help="longest GET query string sent to SkyServer; batches shrink to fit "
+                        "(default: %(default)s, IIS's default maxQueryString)")
+    p.add_argument("--sdss-rate", type=float, default=sdss.DEFAULT_REQUESTS_PER_S,
+                   help="max SkyServer requests per second (default: %(default)s)")
     p.add_argument("--cutout-url", default=DEFAULT_CUTOUT_URL, help="cutout service URL (default: %(default)s)")
     p.add_argument("--cutout-rate", type=float, default=5.0,
                    help="max cutout requests per second (default: %(default)s)")
     p.add_argument("--dry-run", action="store_true",
-                   help="list the stages and whether each would run; touch nothing")
+                   help="list the stages and whether each would run, and the SkyServer requests and their "
+                        "least duration; touch nothing")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only, no progress bars")
     return p.parse_args(argv)
 
@@ -61,14 +68,17 @@ def main(argv=None) -> int:
         cfg = load_experiment(args.config, args.overrides).data
         inputs = pipeline.Inputs(gz1=args.gz1, desi_index=args.desi_index, images=args.images,
                                  sdss_photometry=args.sdss_photometry, cutout_service=args.cutout_service,
-                                 sdss_url=args.sdss_url, cutout_url=args.cutout_url, cutout_rate=args.cutout_rate)
+                                 sdss_url=args.sdss_url, cutout_url=args.cutout_url, cutout_rate=args.cutout_rate,
+                                 sdss_batch_size=args.sdss_batch_size,
+                                 sdss_max_query_bytes=args.sdss_max_query_bytes, sdss_rate=args.sdss_rate)
         if args.dry_run:
             print(pipeline.plan(args.out, inputs, cfg, on_bad=args.on_bad).to_string(index=False))
+            print(pipeline.plan_sdss(args.out, inputs, cfg))
             return 0
         stores = [s for s in args.stores.split(",") if s.strip()]
         summary = pipeline.build_dataset(args.out, inputs, cfg, on_bad=args.on_bad, workers=args.workers,
                                          stores=stores, progress=not args.quiet)
-    except (ConfigError, BadRowsError, EmptyInputError, BadImageError, SdssQueryError, pipeline.CutoutFetchError,
+    except (ConfigError, BadRowsError, EmptyInputError, BadImageError, sdss.SdssQueryError, pipeline.CutoutFetchError,
             FileNotFoundError) as err:
         print(f"build_dataset: error: {err}", file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gcnn_spin.config import DataConfig
+from gcnn_spin.config import ConfigError, DataConfig
 from gcnn_spin.conventions import counts_table
 from gcnn_spin.data import crossmatch, cutouts, gz1, sdss, selection
 from gcnn_spin.data.bad_rows import check_on_bad
@@ -68,6 +68,9 @@ class Inputs:
     sdss_photometry: Path | None = None  # None: query SkyServer
     cutout_service: bool = False
     sdss_url: str | None = None  # None: astroquery's SkyServer
+    sdss_batch_size: int = sdss.DEFAULT_BATCH_SIZE  # objects per SkyServer request, at most
+    sdss_max_query_bytes: int = sdss.MAX_QUERY_BYTES  # GET query-string limit per request
+    sdss_rate: float = sdss.DEFAULT_REQUESTS_PER_S  # requests per second to SkyServer
     cutout_url: str = cutouts.DEFAULT_CUTOUT_URL
     cutout_rate: float = 5.0  # requests per second to the cutout service
 
@@ -130,8 +133,13 @@ def stage_configs(inputs: Inputs, cfg: DataConfig, on_bad: str) -> dict[str, dic
                              "match_radius_arcsec": cfg.match_radius_arcsec, "unique": True}
     source = ({"table": fingerprint(inputs.sdss_photometry)} if inputs.sdss_photometry is not None
               else {"skyserver_dr": sdss.DATA_RELEASE})
+    if cfg.sdss_neighbours not in sdss.NEIGHBOUR_FUNCTIONS:
+        raise ConfigError(f"data.sdss_neighbours must be one of {list(sdss.NEIGHBOUR_FUNCTIONS)}, "
+                          f"got {cfg.sdss_neighbours!r}")
     configs["sdss"] = {"stage": "sdss", "after": config_hash(configs["crossmatch"]), "source": source,
                        "neighbour_radius_arcsec": cfg.neighbour_radius_arcsec, "on_bad": on_bad}
+    if inputs.sdss_photometry is None:  # a supplied table made its own choice (see the shipped SQL)
+        configs["sdss"]["neighbours"] = cfg.sdss_neighbours
     configs["catalogue"] = {"stage": "catalogue", "after": config_hash(configs["sdss"]),
                             "cuts": dataclasses.asdict(cfg.cuts), "test_fraction": cfg.test_fraction,
                             "val_fraction": cfg.val_fraction, "split_seed": cfg.split_seed,
@@ -199,8 +207,11 @@ def stage_sdss(out: Path, gz1_df: pd.DataFrame, match: pd.DataFrame, inputs: Inp
                                              report_path=out / "sdss.skipped.csv")
     else:
         answers, failed = sdss.query_photometry(
-            objects, out / "cache" / "sdss", client=client or sdss.SkyServer(inputs.sdss_url),
-            radius_arcsec=cfg.neighbour_radius_arcsec, on_bad=on_bad, progress=progress)
+            objects, out / "cache" / "sdss",
+            client=client or sdss.SkyServer(inputs.sdss_url, max_requests_per_s=inputs.sdss_rate),
+            radius_arcsec=cfg.neighbour_radius_arcsec, neighbours=cfg.sdss_neighbours,
+            batch_size=inputs.sdss_batch_size, max_query_bytes=inputs.sdss_max_query_bytes, on_bad=on_bad,
+            progress=progress)
         if len(failed):
             with atomic_path(out / "sdss.failed.csv") as tmp:
                 failed.to_csv(tmp, index=False)
@@ -341,6 +352,26 @@ def plan(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig, *, on_bad:
         rows.append({"stage": "store", "output": f"stores/{split}.zarr",
                      "status": "done" if is_done(path) else "to run (resumes finished shards)"})
     return pd.DataFrame(rows)
+
+
+def plan_sdss(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig) -> str:
+    """Dry run of the SDSS stage: how many SkyServer requests, and how long at least. Reads no catalogue.
+
+    The object count is the matched galaxies when ``crossmatch.parquet`` is done, else every GZ1 data line (an
+    upper bound: only matched galaxies are queried).
+    """
+    if inputs.sdss_photometry is not None:
+        return f"SDSS DR7: from the table {inputs.sdss_photometry} (no request)"
+    match_path = Path(out_dir) / "crossmatch.parquet"
+    if is_done(match_path):
+        n_objects = int((pd.read_parquet(match_path, columns=["dr8_id"])["dr8_id"] != "").sum())
+    else:
+        with open(inputs.gz1, "rb") as f:
+            n_objects = max(0, sum(1 for line in f if line.strip()) - 1)
+    est = sdss.estimate(n_objects, requests_per_s=inputs.sdss_rate, batch_size=inputs.sdss_batch_size,
+                        max_query_bytes=inputs.sdss_max_query_bytes, neighbours=cfg.sdss_neighbours,
+                        radius_arcsec=cfg.neighbour_radius_arcsec)
+    return sdss.describe_estimate(est, inputs.sdss_rate)
 
 
 def build_dataset(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig, *, on_bad: str = "raise",
