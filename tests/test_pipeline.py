@@ -126,7 +126,10 @@ def test_end_to_end_with_real_stores(tmp_path):
     counts = pd.read_csv(out / "counts.csv", index_col=0)
     assert list(counts.index) == list(STAGES)
     assert list(counts["total"][:4]) == [40, 36, 33, 32]
-    assert (out / "counts.md").read_text().startswith("| dataset | total | ACW | CW | Other | CVS |")
+    counts_md = (out / "counts.md").read_text()
+    assert counts_md.startswith("| dataset | total | ACW | CW | Other | CVS | study total | ours / study |")
+    assert "| matched to DESI | 36 |" in counts_md and "| 647,837 | 5.56e-05 |" in counts_md  # 36 / 647,837
+    assert counts_md.splitlines()[-1].startswith("| val |") and counts_md.endswith("| – | – |\n")
     for stage in ("gz1", "crossmatch", "sdss"):
         assert (out / f"{stage}.counts.csv").exists() and (out / f"{stage}.counts.md").exists()
     from gcnn_spin.data.store import open_store

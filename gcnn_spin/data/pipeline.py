@@ -38,6 +38,7 @@ from gcnn_spin.conventions import counts_table
 from gcnn_spin.data import crossmatch, cutouts, gz1, sdss, selection
 from gcnn_spin.data.bad_rows import check_on_bad
 from gcnn_spin.data.images import JpegTree
+from gcnn_spin.data.study import beside_study
 from gcnn_spin.io import (atomic_path, config_hash, is_done, write_json_atomic, write_marker, write_parquet_atomic,
                           write_text_atomic)
 
@@ -91,11 +92,15 @@ def fingerprint(path: str | os.PathLike | None) -> dict[str, Any] | None:
 
 
 def counts_markdown(table: pd.DataFrame) -> str:
-    """The counts table as Markdown in the study's Table 1 layout (thousands separators, CVS to 2 decimals)."""
-    lines = ["| dataset | total | ACW | CW | Other | CVS |", "|---|---|---|---|---|---|"]
-    for name, row in table.iterrows():
-        cells = [f"{int(row[c]):,}" for c in ("total", "ACW", "CW", "Other")]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['CVS']:.2f} |")
+    """The counts table as Markdown in the study's Table 1 layout (thousands separators, CVS to 2 decimals),
+    with the study's total of each stage beside ours and the ratio ours / study ("–" where it has none)."""
+    lines = ["| dataset | total | ACW | CW | Other | CVS | study total | ours / study |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, row in beside_study(table).iterrows():
+        cells = [f"{int(row[c]):,}" for c in ("total", "ACW", "CW", "Other")] + [f"{row['CVS']:.2f}"]
+        known = np.isfinite(row["study_total"])
+        cells += [f"{int(row['study_total']):,}", f"{row['ratio']:.3g}"] if known else ["–", "–"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
