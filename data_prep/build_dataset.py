@@ -21,13 +21,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gz1", type=Path, required=True, help="GalaxyZoo1_DR_table2.csv as published")
     p.add_argument("--desi-index", type=Path, required=True,
-                   help="parquet with ra, dec, dr8_id, brickid, objid, jpg_loc (Galaxy Zoo DESI)")
-    p.add_argument("--images", type=Path, help="folder holding jpg/{brickid}/{dr8_id}.jpg")
+                   help="the Galaxy Zoo DESI catalogue as published (e.g. gz_desi_deep_learning_catalog_friendly"
+                        ".parquet; parquet, or CSV by any other suffix): dr8_id, ra, dec are read, the rest ignored")
+    p.add_argument("--images", type=Path,
+                   help="folder holding jpg/{brickid}/{dr8_id}.jpg (give the folder above jpg/)")
     p.add_argument("--sdss-photometry", type=Path,
                    help="offline SDSS table (objID, petroR50_r, petroR50Err_r, petroMagErr_r, "
                         "n_neighbours_1arcsec); without it SkyServer DR7 is queried (cached in OUT/cache/sdss)")
     p.add_argument("--cutout-service", action="store_true",
-                   help="fetch cutouts missing from --images from the Legacy Surveys viewer (cached in OUT/cache)")
+                   help="fetch every cutout from the Legacy Surveys viewer (cached in OUT/cache) instead of --images; "
+                        "never both: they differ in pixel scale")
     p.add_argument("--out", type=Path, required=True, help="output folder (DATA)")
     p.add_argument("--config", default="experiment", help="shipped config name or .toml path (default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -58,10 +61,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.images is None and not args.cutout_service:
-        print("build_dataset: error: give --images and/or --cutout-service (where the cutouts come from)",
-              file=sys.stderr)
-        return 2
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -78,8 +77,8 @@ def main(argv=None) -> int:
         stores = [s for s in args.stores.split(",") if s.strip()]
         summary = pipeline.build_dataset(args.out, inputs, cfg, on_bad=args.on_bad, workers=args.workers,
                                          stores=stores, progress=not args.quiet)
-    except (ConfigError, BadRowsError, EmptyInputError, BadImageError, sdss.SdssQueryError, pipeline.CutoutFetchError,
-            FileNotFoundError) as err:
+    except (ConfigError, BadRowsError, EmptyInputError, BadImageError, sdss.SdssQueryError, pipeline.InputsError,
+            pipeline.CutoutFetchError, FileNotFoundError) as err:
         print(f"build_dataset: error: {err}", file=sys.stderr)
         return 2
     print((args.out / "counts.md").read_text(), end="")

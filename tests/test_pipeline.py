@@ -319,6 +319,18 @@ def test_cli_help_and_dry_run(tmp_path):
     assert code == 2 and "--images" in stderr
 
 
+def test_jpeg_tree_and_cutout_service_are_never_mixed(tmp_path):
+    """The Galaxy Zoo DESI JPEGs and the cutout service differ in pixel scale: one source per dataset."""
+    make_raw(tmp_path / "raw")
+    code, stdout, stderr = run_cli(args(tmp_path / "raw", tmp_path / "data", "--images", str(tmp_path / "raw"),
+                                        "--cutout-service"))
+    assert code == 2 and stdout == "" and stderr.count("\n") == 1
+    assert "not both" in stderr and "pixel scale" in stderr and not (tmp_path / "data").exists()
+    with pytest.raises(pipeline.InputsError, match="0.262"):
+        pipeline.Inputs(gz1=tmp_path / "g.csv", desi_index=tmp_path / "i.parquet", images=tmp_path,
+                        cutout_service=True)
+
+
 def test_sdss_failures_hold_back_the_stores_until_a_rerun(tmp_path, fake_store):
     raw = make_raw(tmp_path / "raw")
     gz1 = raw["gz1"]

@@ -4,8 +4,12 @@
 cache ``cache_dir/{brickid}/{dr8_id}.jpg`` when it is there, else fetched (throttled, retried with backoff),
 checked (a whole RGB JPEG of the right size) and only then written to the cache atomically, so an interrupted
 run resumes where it stopped. :func:`prefetch` fills the cache for many ids with a few threads; store builds
-then read the cache with :class:`CutoutCache` (light and picklable, for worker processes). :class:`FirstOf`
-tries several sources in turn (e.g. the local Galaxy Zoo DESI tree, then the cache).
+then read the cache with :class:`CutoutCache` (light and picklable, for worker processes).
+
+Pixel scale: the service cuts at a fixed ``pixscale`` (default 0.262"/px, DR8's native scale), while the
+Galaxy Zoo DESI JPEGs were cut at a scale set by each galaxy's size (GZ DECaLS/DESI download code:
+``pixscale = max(min(0.04 R50, 0.02 R90), 0.1)``, 424 px). The two never share a scale, so a dataset takes its
+images from one of them only (:class:`gcnn_spin.data.pipeline.Inputs` refuses both).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +31,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from gcnn_spin.data.http import RateLimiter, RetryableError, http_get, retry_call
-from gcnn_spin.data.images import CUTOUT_SIZE, BadImageError, ImageSource, decode_jpeg
+from gcnn_spin.data.images import CUTOUT_SIZE, BadImageError, decode_jpeg
 from gcnn_spin.io import atomic_path
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CUTOUT_URL = "https://www.legacysurvey.org/viewer/cutout.jpg"
+NATIVE_PIXSCALE = 0.262  # arcsec per pixel of the Legacy Surveys DR8 images
 
 
 # ----------------------------------------------------------------------------- sources
@@ -76,7 +81,7 @@ class LegacyCutoutService:
     """
 
     def __init__(self, positions: pd.DataFrame, cache_dir: str | os.PathLike, *,
-                 base_url: str = DEFAULT_CUTOUT_URL, layer: str = "ls-dr8", pixscale: float = 0.262,
+                 base_url: str = DEFAULT_CUTOUT_URL, layer: str = "ls-dr8", pixscale: float = NATIVE_PIXSCALE,
                  size: int = CUTOUT_SIZE, max_requests_per_s: float = 5.0, tries: int = 4,
                  backoff_s: float = 1.0, timeout_s: float = 30.0, sleep: Callable[[float], None] = time.sleep):
         missing = [c for c in ("dr8_id", "ra", "dec") if c not in positions.columns]
@@ -145,44 +150,16 @@ class LegacyCutoutService:
             return self.cache.load(dr8_id)
 
 
-class FirstOf:
-    """Try image sources in order; the first that has the galaxy wins. Fails naming every source's reason."""
-
-    def __init__(self, sources: Sequence[ImageSource]):
-        if not sources:
-            raise ValueError("FirstOf needs at least one image source")
-        self.sources = list(sources)
-
-    def describe(self) -> str:
-        return " then ".join(getattr(s, "describe", lambda s=s: type(s).__name__)() for s in self.sources)
-
-    def load(self, dr8_id: str) -> np.ndarray:
-        errors = []
-        for source in self.sources:
-            try:
-                return source.load(dr8_id)
-            except BadImageError as err:
-                errors.append(err)
-        raise BadImageError(dr8_id, errors[-1].path, "; ".join(f"{e.reason} ({e.path})" for e in errors))
-
-
 def prefetch(service: LegacyCutoutService, dr8_ids: Iterable[str], *, workers: int = 4,
-             skip: Callable[[str], bool] | None = None, progress: bool = True) -> dict:
+             progress: bool = True) -> dict:
     """Fill the cache for ``dr8_ids`` with ``workers`` threads (throttled by the service's rate limit).
 
-    ``skip(dr8_id)`` True means "no need" (e.g. present in the local JPEG tree). Failures do not stop the
-    others; they are returned: ``{"n_ids", "n_cached", "n_skipped", "n_fetched", "failed": DataFrame(dr8_id,
-    url, reason)}``.
+    Failures do not stop the others; they are returned: ``{"n_ids", "n_cached", "n_fetched",
+    "failed": DataFrame(dr8_id, url, reason)}``.
     """
     ids = list(dict.fromkeys(str(i) for i in dr8_ids))
-    todo, n_cached, n_skipped = [], 0, 0
-    for dr8_id in ids:
-        if skip is not None and skip(dr8_id):
-            n_skipped += 1
-        elif service.cache.path(dr8_id).exists():
-            n_cached += 1
-        else:
-            todo.append(dr8_id)
+    todo = [dr8_id for dr8_id in ids if not service.cache.path(dr8_id).exists()]
+    n_cached = len(ids) - len(todo)
     failed = []
     with cf.ThreadPoolExecutor(max(1, workers)) as pool, \
             tqdm(total=len(todo), unit="img", desc="cutouts", disable=not progress) as bar:
@@ -197,5 +174,4 @@ def prefetch(service: LegacyCutoutService, dr8_ids: Iterable[str], *, workers: i
     if len(failed_df):
         log.warning("%d of %d cutouts could not be fetched, e.g. %s: %s", len(failed_df), len(todo),
                     failed_df["dr8_id"].iloc[0], failed_df["reason"].iloc[0])
-    return {"n_ids": len(ids), "n_cached": n_cached, "n_skipped": n_skipped,
-            "n_fetched": len(todo) - len(failed_df), "failed": failed_df}
+    return {"n_ids": len(ids), "n_cached": n_cached, "n_fetched": len(todo) - len(failed_df), "failed": failed_df}

@@ -55,6 +55,10 @@ STORE_ROW_COLUMNS: tuple[str, ...] = ("dr8_id", "ra", "dec", "p_cw", "p_acw", "p
                                       "n_vote", "match_sep_arcsec")
 
 
+class InputsError(ValueError):
+    """Inputs that cannot make one consistent dataset (no image source, or two that do not share a scale)."""
+
+
 class CutoutFetchError(RuntimeError):
     """Cutouts that could not be fetched from the Legacy Surveys service (names them and why)."""
 
@@ -77,7 +81,13 @@ class Inputs:
 
     def __post_init__(self):
         if self.images is None and not self.cutout_service:
-            raise ValueError("no image source: give the Galaxy Zoo DESI jpg folder (images) and/or cutout_service")
+            raise InputsError("no image source: give the Galaxy Zoo DESI jpg folder (--images) or the cutout "
+                              "service (--cutout-service)")
+        if self.images is not None and self.cutout_service:
+            raise InputsError("give --images or --cutout-service, not both: the Galaxy Zoo DESI JPEGs are cut at "
+                              "a pixel scale set by each galaxy's size, the cutout service at a fixed "
+                              f"{cutouts.NATIVE_PIXSCALE}\"/px, and a dataset mixing them would show galaxies "
+                              "at two scales")
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -280,15 +290,13 @@ def split_rows(catalogue: pd.DataFrame, split: str) -> pd.DataFrame:
 
 def image_source(out: Path, inputs: Inputs, rows: pd.DataFrame, split: str, *, workers: int, on_bad: str,
                  progress: bool = True):
-    """The store builder's image source for ``rows``; with the cutout service, fetch what is missing first."""
-    local = JpegTree(inputs.images) if inputs.images is not None else None
+    """The store builder's image source for ``rows``: the jpg tree, or the cutout cache after fetching."""
     if not inputs.cutout_service:
-        return local
+        return JpegTree(inputs.images)
     cache_dir = out / "cache" / "cutouts"
     service = cutouts.LegacyCutoutService(rows[["dr8_id", "ra", "dec"]], cache_dir, base_url=inputs.cutout_url,
                                           max_requests_per_s=inputs.cutout_rate)
-    result = cutouts.prefetch(service, rows["dr8_id"], workers=max(2, workers), progress=progress,
-                              skip=(lambda i: local.path(i).exists()) if local is not None else None)
+    result = cutouts.prefetch(service, rows["dr8_id"], workers=max(2, workers), progress=progress)
     report = out / "stores" / f"{split}.fetch_failed.csv"
     failed = result["failed"]
     if len(failed):
@@ -298,8 +306,7 @@ def image_source(out: Path, inputs: Inputs, rows: pd.DataFrame, split: str, *, w
             shown = "\n".join(f"  {r.dr8_id}: {r.reason} ({r.url})" for r in failed.head(10).itertuples())
             raise CutoutFetchError(f"{len(failed)} cutout(s) of {split} could not be fetched (all listed in "
                                    f"{report}):\n{shown}")
-    cached = cutouts.CutoutCache(cache_dir)
-    return cutouts.FirstOf([local, cached]) if local is not None else cached
+    return cutouts.CutoutCache(cache_dir)
 
 
 def _mark_bad_images(out: Path, catalogue: pd.DataFrame, splits: Sequence[str]) -> pd.DataFrame:
