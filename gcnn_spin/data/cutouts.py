@@ -7,8 +7,8 @@ run resumes where it stopped. :func:`prefetch` fills the cache for many ids with
 then read the cache with :class:`CutoutCache` (light and picklable, for worker processes).
 
 Pixel scale: the service cuts at a fixed ``pixscale`` (default 0.262"/px, DR8's native scale), while the
-Galaxy Zoo DESI JPEGs were cut at a scale set by each galaxy's size (GZ DECaLS/DESI download code:
-``pixscale = max(min(0.04 R50, 0.02 R90), 0.1)``, 424 px). The two never share a scale, so a dataset takes its
+Galaxy Zoo DESI JPEGs were cut at a scale set by each galaxy's size (Galaxy Zoo DECaLS's image code:
+``pixscale = max(min(0.04 R50, 0.02 R90), 0.1)`` at 424 px). The two never share a scale, so a dataset takes its
 images from one of them only (:class:`gcnn_spin.data.pipeline.Inputs` refuses both).
 """
 
