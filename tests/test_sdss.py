@@ -137,8 +137,12 @@ def test_primary_only_neighbours_are_selectable(tmp_path, sky):
         server.route(SKYSERVER_DR7_PATH, SkyServerFake(objects))
         table, _ = query_photometry(gz1, tmp_path / "cache", client=fast_client(server), neighbours="primary",
                                     progress=False)
+        wider, _ = query_photometry(gz1, tmp_path / "cache", client=fast_client(server), radius_arcsec=2.5,
+                                    progress=False)
     table = table.set_index("objid").loc[gz1["objid"]]
     np.testing.assert_array_equal(table["n_neighbours_1arcsec"], [0, 1, 0, 0, 0, 0])  # repeats and parents ignored
+    wider = wider.set_index("objid").loc[gz1["objid"]]
+    np.testing.assert_array_equal(wider["n_neighbours_1arcsec"], [0, 1, 1, 0, 1, 1])  # the 2" object now counts
 
 
 def test_a_request_over_the_query_string_limit_is_refused_not_retried(tmp_path, sky):

@@ -25,6 +25,7 @@ answer).
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import hashlib
 import logging
 import math
@@ -113,7 +114,14 @@ def photometry_sql(source: str, *, neighbours: str = DEFAULT_NEIGHBOURS, radius_
         text = text.replace(f" {_CASJOBS_INTO}", "")
     function = neighbour_function(neighbours)
     return (text.replace(NEIGHBOUR_FUNCTIONS[DEFAULT_NEIGHBOURS], function)
-            .replace(_CASJOBS_RADIUS, f"{float(radius_arcsec)!r}E0/60").replace(_CASJOBS_SOURCE, source))
+            .replace(_CASJOBS_RADIUS, f"{_decimal(radius_arcsec)}E0/60").replace(_CASJOBS_SOURCE, source))
+
+
+def _decimal(value: float) -> str:
+    """``value`` as a plain decimal literal, never in exponent form (``1.0``, ``0.00001``)."""
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"radius_arcsec must be a positive number, got {value!r}")
+    return format(decimal.Decimal(repr(float(value))), "f")
 
 
 def _inline_rows(objids, ras, decs) -> list[str]:
