@@ -319,6 +319,13 @@ def test_cli_help_and_dry_run(tmp_path):
     assert code == 2 and "--images" in stderr
 
 
+def test_unknown_neighbour_reading_is_refused(tmp_path):
+    make_raw(tmp_path / "raw", images=False)
+    code, _, stderr = run_cli(args(tmp_path / "raw", tmp_path / "data", "--images", str(tmp_path / "raw"),
+                                   "--dry-run", "--set", "data.sdss_neighbours=secondary"))
+    assert code == 2 and "data.sdss_neighbours must be one of ['all', 'primary']" in stderr
+
+
 def test_jpeg_tree_and_cutout_service_are_never_mixed(tmp_path):
     """The Galaxy Zoo DESI JPEGs and the cutout service differ in pixel scale: one source per dataset."""
     make_raw(tmp_path / "raw")
