@@ -1,4 +1,5 @@
-"""SDSS stage: request building (dry run), astroquery against a loopback SkyServer, cache, retries, offline table."""
+"""SDSS stage: request building and sizing (dry run), astroquery against a loopback SkyServer, cache, retries,
+neighbour readings, the shipped CasJobs SQL and its upload command, the offline table."""
 
 from __future__ import annotations
 
