@@ -36,6 +36,9 @@ class QualityCuts:
 class DataConfig:
     match_radius_arcsec: float = 10.0
     neighbour_radius_arcsec: float = 1.0
+    #: Which SDSS detections count as neighbours: "all" (PhotoObjAll, dbo.fGetNearbyObjAllEq; the study's
+    #: Table 1 drop) or "primary" (PhotoPrimary, dbo.fGetNearbyObjEq).
+    sdss_neighbours: str = "all"
     cuts: QualityCuts = QualityCuts()
     test_fraction: float = 0.2
     val_fraction: float = 0.1  # of the downsampled train/val set

@@ -1,9 +1,10 @@
 """A tiny HTTP server on 127.0.0.1 for tests, and fakes of the two services the pipeline talks to.
 
 ``Loopback`` runs ``http.server`` in a thread on a free port, routes GET paths to handler functions and records
-every request. ``SkyServerFake`` answers SQL the way SkyServer DR7's ``x_sql.asp`` does for astroquery
-(``#Table1`` line, CSV header, rows; an HTML page containing ``error_message`` for SQL it cannot run); it
-really evaluates the pipeline's query shape (``fGetNearbyObjEq`` neighbour counts over its own object list,
+every request (optionally refusing query strings longer than IIS's limit). ``SkyServerFake`` answers SQL the way
+SkyServer DR7's ``x_sql.asp`` does for astroquery (``#Table1`` line, CSV header, rows, as in astroquery's
+recorded answers; an HTML page containing ``error_message`` for SQL it cannot run); it really evaluates the
+pipeline's query shape (neighbour counts over all or primary detections of its own object list,
 ``LEFT JOIN PhotoPrimary``). ``CutoutFake`` serves generated JPEGs like the Legacy Surveys viewer and can be
 scripted to answer a position with errors or corrupt bytes first.
 """
@@ -28,10 +29,12 @@ class Loopback:
     """``with Loopback() as server: server.route("/x", handler); urlopen(server.url + "/x?a=1")``.
 
     ``handler(query: dict[str, str]) -> (status, content_type, body)``; ``server.requests`` lists
-    ``(path, query)`` of every request received, in order.
+    ``(path, query)`` of every request received, in order. ``max_query_bytes``: answer longer query strings
+    with 404 as IIS does (its request filtering, ``maxQueryString``).
     """
 
-    def __init__(self):
+    def __init__(self, max_query_bytes: int | None = None):
+        self.max_query_bytes = max_query_bytes
         self.routes: dict[str, Callable[[dict[str, str]], Answer]] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._lock = threading.Lock()
@@ -44,7 +47,12 @@ class Loopback:
                 with owner._lock:
                     owner.requests.append((parsed.path, query))
                 handler = owner.routes.get(parsed.path)
-                status, ctype, body = handler(query) if handler else (404, "text/plain", b"no such page")
+                if owner.max_query_bytes is not None and len(parsed.query) > owner.max_query_bytes:
+                    status, ctype, body = 404, "text/html", b"HTTP Error 404.15 - Query String Too Long"
+                elif handler is None:
+                    status, ctype, body = 404, "text/plain", b"no such page"
+                else:
+                    status, ctype, body = handler(query)
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
@@ -83,13 +91,17 @@ class Loopback:
 # ----------------------------------------------------------------------------- SkyServer DR7
 
 SKYSERVER_DR7_PATH = "/dr7/en/tools/search/x_sql.asp"  # astroquery's QUERY_URL_SUFFIX_DR_OLD for DR7
-_NEIGHBOUR_PART = re.compile(
-    r"SELECT CAST\((\d+) AS BIGINT\) AS objID, COUNT\(\*\) AS n_neighbours "
-    r"FROM dbo\.fGetNearbyObjEq\(([-+\d.eE]+), ([-+\d.eE]+), ([-+\d.eE]+)\) WHERE objID <> (\d+)")
-_QUERY_SHAPE = re.compile(
-    r"^\s*SELECT t\.objID, t\.n_neighbours, p\.petroR50_r, p\.petroR50Err_r, p\.petroMag_r, p\.petroMagErr_r "
-    r"FROM \((.*)\) AS t LEFT OUTER JOIN PhotoPrimary AS p ON p\.objID = t\.objID\s*$")
+#: IIS request filtering's default maxQueryString: longer GET query strings get 404.15 "Query String Too Long".
+IIS_MAX_QUERY_BYTES = 2048
 PHOTOMETRY = ("petroR50_r", "petroR50Err_r", "petroMag_r", "petroMagErr_r")
+_QUERY_SHAPE = re.compile(
+    r"^\s*SELECT t\.objID, p\.petroR50_r, p\.petroR50Err_r, p\.petroMag_r, p\.petroMagErr_r, "
+    r"\(SELECT COUNT\(\*\) FROM dbo\.(?P<function>fGetNearbyObjAllEq|fGetNearbyObjEq)"
+    r"\(t\.ra, t\.\[dec\], (?P<radius>[\d.]+)E0/60\) AS n WHERE n\.objID <> t\.objID\) AS n_neighbours_1arcsec "
+    r"FROM \((?P<rows>.*)\) AS t LEFT OUTER JOIN PhotoPrimary AS p ON p\.objID = t\.objID\s*$")
+_FIRST_ROW = re.compile(r"^SELECT (\d+) AS objID,([-\d.]+) AS ra,([-\d.]+) AS \[dec\]$")
+_ROW = re.compile(r"^SELECT (\d+),([-\d.]+),([-\d.]+)$")
+PRIMARY, SECONDARY, FAMILY = 1, 2, 3  # PhotoObjAll.mode
 
 
 def _separation_arcsec(ra1, dec1, ra2, dec2) -> np.ndarray:
@@ -99,11 +111,25 @@ def _separation_arcsec(ra1, dec1, ra2, dec2) -> np.ndarray:
     return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0, 1)))) * 3600
 
 
-class SkyServerFake:
-    """SkyServer over an object table ``objid, ra, dec, primary`` (+ photometry columns, NaN = NULL).
+def _inline_table(text: str) -> list[tuple[int, float, float]] | None:
+    """``SELECT id AS objID,ra AS ra,dec AS [dec] UNION ALL SELECT id,ra,dec ...`` -> rows, or None."""
+    parts = text.split(" UNION ALL ")
+    first = _FIRST_ROW.match(parts[0])
+    rest = [_ROW.match(part) for part in parts[1:]]
+    if not first or not all(rest):
+        return None
+    return [(int(m.group(1)), float(m.group(2)), float(m.group(3))) for m in [first, *rest]]
 
-    ``failures``: statuses to answer the next requests with first (e.g. ``[500, 500]``); ``"error"`` sends the
-    HTML error page SkyServer sends for bad SQL. Row order in answers is reversed, as a server may reorder.
+
+class SkyServerFake:
+    """SkyServer DR7 over ``PhotoObjAll``: a table ``objid, ra, dec, mode`` (+ photometry, NaN = NULL).
+
+    It runs the pipeline's query shape for real: per row of the inline table, the count of other objects within
+    the radius among all detections (``fGetNearbyObjAllEq``) or primary ones (``fGetNearbyObjEq``), and the
+    photometry of the objID in ``PhotoPrimary`` (``mode == 1``). Answers as recorded from SkyServer for
+    astroquery: a ``#Table1`` line, the CSV header, the rows. ``failures``: statuses to answer the next requests
+    with first (e.g. ``[500, 500]``); ``"error"`` sends the HTML page SkyServer sends for SQL it cannot run.
+    Row order in answers is reversed, as a server may reorder.
     """
 
     def __init__(self, objects: pd.DataFrame):
@@ -120,18 +146,20 @@ class SkyServerFake:
         if query.get("format") != "csv" or "cmd" not in query:
             return 400, "text/plain", b"expected cmd and format=csv"
         shape = _QUERY_SHAPE.match(query["cmd"])
-        if not shape:
+        rows = _inline_table(shape.group("rows")) if shape else None
+        if rows is None:
             return 200, "text/html", b"<html>error_message: Incorrect syntax</html>"
-        lines = ["#Table1", "objID,n_neighbours," + ",".join(PHOTOMETRY)]
         obj = self.objects
-        for part in reversed(_NEIGHBOUR_PART.findall(shape.group(1))):
-            objid, ra, dec, r_arcmin, not_id = int(part[0]), *map(float, part[1:4]), int(part[4])
-            near = (_separation_arcsec(ra, dec, obj["ra"].to_numpy(), obj["dec"].to_numpy()) <= r_arcmin * 60)
-            n = int((near & (obj["objid"].to_numpy() != not_id)).sum())
-            hit = obj[(obj["objid"] == objid) & obj["primary"]]
+        searched = obj if shape.group("function") == "fGetNearbyObjAllEq" else obj[obj["mode"] == PRIMARY]
+        radius_arcsec = float(shape.group("radius"))
+        lines = ["#Table1", "objID," + ",".join(PHOTOMETRY) + ",n_neighbours_1arcsec"]
+        for objid, ra, dec in reversed(rows):
+            near = _separation_arcsec(ra, dec, searched["ra"].to_numpy(), searched["dec"].to_numpy()) <= radius_arcsec
+            n = int((near & (searched["objid"].to_numpy() != objid)).sum())
+            hit = obj[(obj["objid"] == objid) & (obj["mode"] == PRIMARY)]
             values = ["" if hit.empty or pd.isna(hit[c].iloc[0]) else repr(float(hit[c].iloc[0]))
                       for c in PHOTOMETRY]
-            lines.append(",".join([str(objid), str(n), *values]))
+            lines.append(",".join([str(objid), *values, str(n)]))
         self.n_answered += 1
         return 200, "text/plain", ("\n".join(lines) + "\n").encode()
 

@@ -9,7 +9,7 @@ import pytest
 from astropy.coordinates import SkyCoord
 
 from gcnn_spin.data.crossmatch import duplicated, match_to_desi, read_desi_index, survey_rows
-from gcnn_spin.data.gz1 import BadRowsError
+from gcnn_spin.data.bad_rows import BadRowsError, EmptyInputError
 
 
 def offset(ra, dec, arcsec, angle_deg=30.0):
@@ -58,9 +58,51 @@ def test_read_index(tmp_path):
 
 
 def test_index_missing_column_is_named(tmp_path):
-    index_frame([1.0], [0.0]).drop(columns="brickid").to_parquet(tmp_path / "index.parquet")
-    with pytest.raises(BadRowsError, match=r"missing column\(s\) \['brickid'\]"):
+    index_frame([1.0], [0.0]).drop(columns="dec").to_parquet(tmp_path / "index.parquet")
+    with pytest.raises(BadRowsError, match=r"missing column\(s\) \['dec'\]"):
         read_desi_index(tmp_path / "index.parquet")
+
+
+def published_catalogue(n: int = 5) -> pd.DataFrame:
+    """Rows in the layout of the published Galaxy Zoo DESI catalogue (gz_desi_deep_learning_catalog_friendly):
+    identifiers and position among many morphology columns, no ``jpg_loc``."""
+    index = index_frame(np.linspace(150, 151, n), np.linspace(2, 3, n)).drop(columns="jpg_loc")
+    return index.assign(**{"smooth-or-featured_smooth_fraction": 0.3, "has-spiral-arms_yes_fraction": 0.7,
+                           "__index_level_0__": np.arange(n)})[
+        ["dr8_id", "ra", "dec", "smooth-or-featured_smooth_fraction", "brickid", "objid",
+         "has-spiral-arms_yes_fraction", "__index_level_0__"]]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_published_catalogue_reads_as_published(tmp_path, suffix):
+    """Extra columns ignored, any column order, parquet or CSV; brickid and objid not needed."""
+    published = published_catalogue()
+    for name, frame in (("full", published), ("ids_only", published.drop(columns=["brickid", "objid"]))):
+        path = tmp_path / f"{name}{suffix}"
+        frame.to_parquet(path) if suffix == ".parquet" else frame.to_csv(path, index=False)
+        out = read_desi_index(path)
+        assert list(out.columns) == ["dr8_id", "ra", "dec", "brickid"]
+        assert out["dr8_id"].tolist() == published["dr8_id"].tolist()
+        assert out["brickid"].tolist() == published["brickid"].tolist()  # from the file, or from dr8_id
+        np.testing.assert_allclose(out[["ra", "dec"]], published[["ra", "dec"]])
+
+
+def test_index_dr8_id_must_name_its_brick(tmp_path):
+    frame = published_catalogue(3).drop(columns="brickid")
+    frame.loc[1, "dr8_id"] = "J101.5+02.3"
+    frame.to_csv(tmp_path / "index.csv", index=False)
+    with pytest.raises(BadRowsError, match=r"dr8_id not of the form \{brickid\}_\{objid\}: 1 row\(s\), dr8_id J101"):
+        read_desi_index(tmp_path / "index.csv")
+
+
+def test_empty_index_is_one_clear_error(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(EmptyInputError, match="empty file"):
+        read_desi_index(tmp_path / "empty.csv")
+    published_catalogue().iloc[:0].to_parquet(tmp_path / "header.parquet")
+    with pytest.raises(EmptyInputError, match="no DESI catalogue rows") as info:
+        read_desi_index(tmp_path / "header.parquet")
+    assert str(tmp_path / "header.parquet") in str(info.value)
 
 
 def test_index_bad_rows_raise_or_skip(tmp_path):

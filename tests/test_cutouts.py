@@ -10,8 +10,9 @@ import pytest
 from loopback import CUTOUT_PATH, CutoutFake, Loopback
 
 from gcnn_spin.data.cutouts import (
-    CutoutCache, FirstOf, LegacyCutoutService, RateLimiter, cache_path, prefetch,
+    CutoutCache, LegacyCutoutService, cache_path, prefetch,
 )
+from gcnn_spin.data.http import RateLimiter
 from gcnn_spin.data.images import BadImageError, JpegTree, decode_jpeg
 
 POSITIONS = pd.DataFrame({"dr8_id": [f"3310{b}_{k}" for b in range(3) for k in range(4)],
@@ -105,31 +106,16 @@ def test_damaged_cache_file_is_fetched_again(served, tmp_path):
 def test_prefetch_fills_cache_with_threads(served, tmp_path):
     server, fake = served
     fake.script[key(7)] = [404, 404]
-    local = tmp_path / "local"
-    (local / "jpg" / "33100").mkdir(parents=True)
-    (local / "jpg" / "33100" / "33100_0.jpg").write_bytes(b"")  # present locally: not fetched
-    tree = JpegTree(local)
     svc = service(server, tmp_path)
-    result = prefetch(svc, POSITIONS.dr8_id, workers=3, progress=False, skip=lambda i: tree.path(i).exists())
-    assert (result["n_ids"], result["n_skipped"], result["n_fetched"]) == (12, 1, 10)
+    result = prefetch(svc, POSITIONS.dr8_id, workers=3, progress=False)
+    assert (result["n_ids"], result["n_cached"], result["n_fetched"]) == (12, 0, 11)
     assert result["failed"]["dr8_id"].tolist() == ["33101_3"] and "404" in result["failed"]["reason"][0]
-    again = prefetch(service(server, tmp_path), POSITIONS.dr8_id, workers=3, progress=False)  # no local tree
-    assert (again["n_cached"], again["n_fetched"], len(again["failed"])) == (10, 1, 1)
-    assert len(server.requests) == 11 + 2  # only the uncached ones were asked for
+    again = prefetch(service(server, tmp_path), POSITIONS.dr8_id, workers=3, progress=False)
+    assert (again["n_cached"], again["n_fetched"], len(again["failed"])) == (11, 0, 1)
+    assert len(server.requests) == 12 + 1  # only the uncached one was asked for again
     cache = CutoutCache(tmp_path / "cache")
     assert cache.load("33102_3").shape == (424, 424, 3)
     assert pickle.loads(pickle.dumps(cache)).cache_dir == cache.cache_dir  # fit for worker processes
-
-
-def test_first_of_tries_sources_in_order(tmp_path, served):
-    server, _ = served
-    svc = service(server, tmp_path)
-    svc.fetch("33100_1")
-    chain = FirstOf([JpegTree(tmp_path / "nowhere"), CutoutCache(tmp_path / "cache")])
-    assert chain.load("33100_1").shape == (424, 424, 3)
-    with pytest.raises(BadImageError) as info:
-        chain.load("33100_2")
-    assert info.value.reason.count("file not found") == 2 and "nowhere" in info.value.reason
 
 
 def test_missing_and_corrupt_local_jpegs_name_the_file(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -11,8 +12,9 @@ import pytest
 from astropy.coordinates import SkyCoord
 
 from gcnn_spin.conventions import ACW, CW, OTHER
+from gcnn_spin.data.bad_rows import BadRowsError, EmptyInputError
 from gcnn_spin.data.gz1 import (
-    BadRowsError, OUTPUT_COLUMNS, format_sexagesimal, parse_sexagesimal, read_gz1,
+    OUTPUT_COLUMNS, format_sexagesimal, parse_sexagesimal, read_gz1,
 )
 
 VOTES = ("P_EL", "P_CW", "P_ACW", "P_EDGE", "P_DK", "P_MG")
@@ -156,3 +158,60 @@ def test_full_size_table_reads_in_seconds(tmp_path, rng):
     seconds = time.perf_counter() - t0
     assert len(out) == n
     assert seconds < 15, f"reading {n} GZ1 rows took {seconds:.1f} s"
+
+
+# ----------------------------------------------------------------------------- the published table, real rows
+
+REAL_GZ1 = Path(__file__).parent / "fixtures" / "real_sample" / "GalaxyZoo1_DR_table2.csv"
+PUBLISHED_COLUMNS = ("OBJID", "RA", "DEC", "NVOTE", "P_EL", "P_CW", "P_ACW", "P_EDGE", "P_DK", "P_MG", "P_CS",
+                     "P_EL_DEBIASED", "P_CS_DEBIASED", "SPIRAL", "ELLIPTICAL", "UNCERTAIN")
+
+
+def test_published_table2_is_read_as_is():
+    """Real GZ1 rows, every published column in the published order: each value checked against the file text."""
+    lines = REAL_GZ1.read_text().splitlines()
+    assert tuple(lines[0].split(",")) == PUBLISHED_COLUMNS
+    rows = [dict(zip(PUBLISHED_COLUMNS, line.split(","))) for line in lines[1:]]
+    out = read_gz1(REAL_GZ1)
+    assert len(out) == len(rows) == 36
+    sky = SkyCoord([r["RA"] for r in rows], [r["DEC"] for r in rows], unit=(u.hourangle, u.deg))
+    assert out["objid"].tolist() == [int(r["OBJID"]) for r in rows]  # exact: 18-digit ids above 2**53
+    np.testing.assert_allclose(out["ra"], sky.ra.deg, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(out["dec"], sky.dec.deg, rtol=0, atol=1e-9)
+    assert out["n_vote"].tolist() == [int(r["NVOTE"]) for r in rows]
+    votes = {c: np.array([float(r[c]) for r in rows]) for c in PUBLISHED_COLUMNS[4:10]}
+    np.testing.assert_array_equal(out["p_cw"], votes["P_CW"])
+    np.testing.assert_array_equal(out["p_acw"], votes["P_ACW"])
+    np.testing.assert_allclose(out["p_other"], votes["P_EL"] + votes["P_EDGE"] + votes["P_DK"] + votes["P_MG"],
+                               rtol=0, atol=1e-12)
+    expected = np.where(votes["P_CW"] > 0.5, CW, np.where(votes["P_ACW"] > 0.5, ACW, OTHER))
+    assert out["label"].tolist() == expected.tolist()
+    assert sorted(np.bincount(out["label"], minlength=3).tolist()) == [12, 12, 12]
+
+
+# ----------------------------------------------------------------------------- empty inputs
+
+
+def test_empty_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "GalaxyZoo1_DR_table2.csv"
+    path.write_text("")
+    with pytest.raises(EmptyInputError, match="empty file") as info:
+        read_gz1(path)
+    assert str(path) in str(info.value)
+
+
+def test_header_only_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "GalaxyZoo1_DR_table2.csv"
+    path.write_text(",".join(PUBLISHED_COLUMNS) + "\n")
+    with pytest.raises(EmptyInputError, match="no GZ1 rows") as info:
+        read_gz1(path)
+    assert str(path) in str(info.value)
+
+
+def test_every_row_skipped_is_an_error_not_an_empty_dataset(tmp_path, rng):
+    df = gz1_frame(3, rng)
+    df["P_EL"] = 0.9
+    write_gz1(df, tmp_path / "gz1.csv")
+    with pytest.raises(EmptyInputError, match="all 3 skipped"):
+        read_gz1(tmp_path / "gz1.csv", on_bad="skip", report_path=tmp_path / "skipped.csv")
+    assert len(pd.read_csv(tmp_path / "skipped.csv")) == 3  # the report still says why

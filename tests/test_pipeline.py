@@ -126,7 +126,10 @@ def test_end_to_end_with_real_stores(tmp_path):
     counts = pd.read_csv(out / "counts.csv", index_col=0)
     assert list(counts.index) == list(STAGES)
     assert list(counts["total"][:4]) == [40, 36, 33, 32]
-    assert (out / "counts.md").read_text().startswith("| dataset | total | ACW | CW | Other | CVS |")
+    counts_md = (out / "counts.md").read_text()
+    assert counts_md.startswith("| dataset | total | ACW | CW | Other | CVS | study total | ours / study |")
+    assert "| matched to DESI | 36 |" in counts_md and "| 647,837 | 5.56e-05 |" in counts_md  # 36 / 647,837
+    assert counts_md.splitlines()[-1].startswith("| val |") and counts_md.endswith("| – | – |\n")
     for stage in ("gz1", "crossmatch", "sdss"):
         assert (out / f"{stage}.counts.csv").exists() and (out / f"{stage}.counts.md").exists()
     from gcnn_spin.data.store import open_store
@@ -216,6 +219,19 @@ def test_bad_gz1_rows_via_cli(tmp_path, fake_store):
     assert len(pd.read_parquet(tmp_path / "data" / "catalogue.parquet")) == N_GZ1 - 4
 
 
+@pytest.mark.parametrize("content, says", [("", "empty file"), (None, "no GZ1 rows")])
+def test_empty_gz1_is_one_line_error_and_no_stage_runs(tmp_path, fake_store, content, says):
+    """An empty GZ1 file and a header without rows: exit 2, one line naming the file, nothing built."""
+    make_raw(tmp_path / "raw")
+    gz1_path = tmp_path / "raw" / "GalaxyZoo1_DR_table2.csv"
+    gz1_path.write_text(gz1_path.read_text().splitlines()[0] + "\n" if content is None else content)
+    extra = ["--images", str(tmp_path / "raw"), "--sdss-photometry", str(tmp_path / "raw" / "sdss_photometry.csv")]
+    code, stdout, stderr = run_cli(args(tmp_path / "raw", tmp_path / "data", *extra))
+    assert code == 2 and stdout == ""
+    assert stderr.count("\n") == 1 and str(gz1_path) in stderr and says in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "data" / "gz1.parquet").exists() and not (tmp_path / "data" / "counts.md").exists()
+
+
 def test_bad_index_rows_via_cli(tmp_path, fake_store):
     raw = make_raw(tmp_path / "raw")
     index = raw["index"].copy()
@@ -257,7 +273,7 @@ def test_online_sdss_and_cutout_service(tmp_path, fake_store):
     from gcnn_spin.data.gz1 import parse_sexagesimal
 
     sdss_objects = pd.DataFrame({"objid": gz1["OBJID"], "ra": parse_sexagesimal(gz1["RA"], True)[0],
-                                 "dec": parse_sexagesimal(gz1["DEC"], False)[0], "primary": True,
+                                 "dec": parse_sexagesimal(gz1["DEC"], False)[0], "mode": 1,
                                  "petroR50_r": 2.5, "petroR50Err_r": 0.2, "petroMag_r": 17.0, "petroMagErr_r": 0.05})
     sdss_objects.loc[7, "petroR50Err_r"] = 1.0
     fake_cutouts = CutoutFake()
@@ -272,12 +288,13 @@ def test_online_sdss_and_cutout_service(tmp_path, fake_store):
         client = pipeline.sdss.SkyServer(server.url, max_requests_per_s=0, backoff_s=0)
         summary = pipeline.build_dataset(tmp_path / "data", inputs, CFG, sdss_client=client, progress=False)
         n_sdss, n_cutouts = server.hits(SKYSERVER_DR7_PATH), server.hits(CUTOUT_PATH)
-        assert n_sdss == 1 and n_cutouts == 46 + 1  # every index galaxy once, plus one retry after the 500
+        assert n_sdss == 2  # 36 matched galaxies, at most 25 per request
+        assert n_cutouts == 46 + 1  # every index galaxy once, plus one retry after the 500
         pipeline.build_dataset(tmp_path / "data", inputs, CFG, sdss_client=client, progress=False)
         assert (server.hits(SKYSERVER_DR7_PATH), server.hits(CUTOUT_PATH)) == (n_sdss, n_cutouts)
     # 36 matched, row 7 fails the R50 error cut
     assert {r["dataset"]: r["total"] for r in summary["counts"]}["quality cuts"] == 35
-    assert len(list((tmp_path / "data" / "cache" / "sdss").glob("*.csv"))) == 1
+    assert len(list((tmp_path / "data" / "cache" / "sdss").glob("*.csv"))) == 2
     assert len(list((tmp_path / "data" / "cache" / "cutouts").rglob("*.jpg"))) == 46
     assert sum(len(c["rows"]) for c in fake_store[:4]) == 46
 
@@ -290,11 +307,35 @@ def test_cli_help_and_dry_run(tmp_path):
     assert info.value.code == 0 and "--sdss-photometry" in text.getvalue() and "--on-bad" in text.getvalue()
     make_raw(tmp_path / "raw", images=False)
     code, stdout, _ = run_cli(args(tmp_path / "raw", tmp_path / "data", "--images", str(tmp_path / "raw"),
-                                   "--dry-run"))
+                                   "--dry-run", "--sdss-batch-size", "4"))
     assert code == 0 and "catalogue.parquet" in stdout and "to run" in stdout
+    # No crossmatch yet: every one of the 40 GZ1 rows may need SkyServer; 4 per request -> 10 requests, 20 s.
+    assert "40 objects -> 10 requests of <= 4 objects; at 0.5 requests/s at least 0.0 h" in stdout
+    code, stdout, _ = run_cli(args(tmp_path / "raw", tmp_path / "data", "--images", str(tmp_path / "raw"),
+                                   "--dry-run", "--sdss-photometry", str(tmp_path / "raw" / "sdss_photometry.csv")))
+    assert code == 0 and "(no request)" in stdout
     assert not (tmp_path / "data").exists()
     code, _, stderr = run_cli(args(tmp_path / "raw", tmp_path / "data"))
     assert code == 2 and "--images" in stderr
+
+
+def test_unknown_neighbour_reading_is_refused(tmp_path):
+    make_raw(tmp_path / "raw", images=False)
+    code, _, stderr = run_cli(args(tmp_path / "raw", tmp_path / "data", "--images", str(tmp_path / "raw"),
+                                   "--dry-run", "--set", "data.sdss_neighbours=secondary"))
+    assert code == 2 and "data.sdss_neighbours must be one of ['all', 'primary']" in stderr
+
+
+def test_jpeg_tree_and_cutout_service_are_never_mixed(tmp_path):
+    """The Galaxy Zoo DESI JPEGs and the cutout service differ in pixel scale: one source per dataset."""
+    make_raw(tmp_path / "raw")
+    code, stdout, stderr = run_cli(args(tmp_path / "raw", tmp_path / "data", "--images", str(tmp_path / "raw"),
+                                        "--cutout-service"))
+    assert code == 2 and stdout == "" and stderr.count("\n") == 1
+    assert "not both" in stderr and "pixel scale" in stderr and not (tmp_path / "data").exists()
+    with pytest.raises(pipeline.InputsError, match="0.262"):
+        pipeline.Inputs(gz1=tmp_path / "g.csv", desi_index=tmp_path / "i.parquet", images=tmp_path,
+                        cutout_service=True)
 
 
 def test_sdss_failures_hold_back_the_stores_until_a_rerun(tmp_path, fake_store):
@@ -303,7 +344,7 @@ def test_sdss_failures_hold_back_the_stores_until_a_rerun(tmp_path, fake_store):
     from gcnn_spin.data.gz1 import parse_sexagesimal
 
     sdss_objects = pd.DataFrame({"objid": gz1["OBJID"], "ra": parse_sexagesimal(gz1["RA"], True)[0],
-                                 "dec": parse_sexagesimal(gz1["DEC"], False)[0], "primary": True,
+                                 "dec": parse_sexagesimal(gz1["DEC"], False)[0], "mode": 1,
                                  "petroR50_r": 2.5, "petroR50Err_r": 0.2, "petroMag_r": 17.0, "petroMagErr_r": 0.05})
     fake = SkyServerFake(sdss_objects)
     inputs = pipeline.Inputs(gz1=tmp_path / "raw" / "GalaxyZoo1_DR_table2.csv",
@@ -312,12 +353,12 @@ def test_sdss_failures_hold_back_the_stores_until_a_rerun(tmp_path, fake_store):
     with Loopback() as server:
         server.route(SKYSERVER_DR7_PATH, fake)
         client = pipeline.sdss.SkyServer(server.url, max_requests_per_s=0, backoff_s=0, tries=2)
-        fake.failures = [503, 503]
+        fake.failures = [503] * 4  # both batches (25 + 11 galaxies) fail twice
         first = pipeline.build_dataset(out, inputs, CFG, on_bad="skip", sdss_client=client, progress=False)
         assert not first["complete"] and fake_store == []
         assert (out / "catalogue.parquet").exists() and not (out / "catalogue.parquet.done").exists()
         failed = pd.read_csv(out / "sdss.failed.csv")
-        assert len(failed) == 36  # every matched galaxy (one batch)
+        assert len(failed) == 36  # every matched galaxy
         reasons = pd.read_parquet(out / "catalogue.parquet")["reason"]
         assert reasons.isin(["no_sdss_photometry", "no_desi_match"]).all()
         second = pipeline.build_dataset(out, inputs, CFG, on_bad="skip", sdss_client=client, progress=False)

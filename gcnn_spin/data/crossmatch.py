@@ -22,33 +22,70 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from astropy.coordinates import SkyCoord
 
-from gcnn_spin.data.gz1 import RowProblems, check_on_bad, missing_columns
+from gcnn_spin.data.bad_rows import (
+    BadRowsError, EmptyInputError, RowProblems, check_on_bad, missing_columns, require_rows,
+)
 
 log = logging.getLogger(__name__)
 
-INDEX_COLUMNS: tuple[str, ...] = ("ra", "dec", "dr8_id", "brickid", "objid", "jpg_loc")
-#: Columns kept in memory (an 8.7 M-row index; jpg_loc and objid are implied by dr8_id).
-LOADED_COLUMNS: tuple[str, ...] = ("dr8_id", "ra", "dec", "brickid")
+#: The only columns the pipeline reads from the DESI catalogue; ``brickid`` is derived from ``dr8_id`` when absent.
+INDEX_COLUMNS: tuple[str, ...] = ("dr8_id", "ra", "dec")
 MATCH_COLUMNS: tuple[str, ...] = ("dr8_id", "match_sep_arcsec", "desi_ra", "desi_dec", "match_reason")
+
+
+def _read_columns(path: Path, optional: tuple[str, ...] = ("brickid",)) -> pa.Table:
+    """The :data:`INDEX_COLUMNS` (and those of ``optional`` present) of a parquet or CSV catalogue, nothing else.
+
+    The Galaxy Zoo DESI catalogue as published (parquet or CSV, hundreds of morphology columns) reads as it is.
+    """
+    if path.suffix == ".parquet":
+        names = pq.read_schema(path).names
+    else:
+        try:
+            names = pa_csv.open_csv(path).schema.names
+        except pa.ArrowInvalid as err:
+            if "Empty CSV file" in str(err):
+                raise EmptyInputError(f"{path}: empty file; expected the Galaxy Zoo DESI catalogue "
+                                      f"(columns {list(INDEX_COLUMNS)})") from None
+            raise BadRowsError(f"{path}: not a readable CSV table ({err})") from None
+    missing_columns(names, INDEX_COLUMNS, path)
+    columns = list(INDEX_COLUMNS) + [c for c in optional if c in names]
+    if path.suffix == ".parquet":
+        return pq.read_table(path, columns=columns)
+    return pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
+        include_columns=columns, column_types={"dr8_id": pa.string()}))
+
+
+def brickids(dr8_ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """``dr8_id = "{brickid}_{objid}"`` -> (brickid int64 ``(N,)``, ok ``(N,)``)."""
+    parts = pc.extract_regex(dr8_ids, r"^(?P<brick>\d{1,18})_\d{1,18}$")
+    ok = parts.is_valid().to_numpy(zero_copy_only=False)
+    brick = pc.fill_null(pc.struct_field(parts, "brick"), "0")
+    return pc.cast(brick, pa.int64()).to_numpy(zero_copy_only=False).copy(), ok
 
 
 def read_desi_index(path: str | os.PathLike, *, on_bad: str = "raise",
                     report_path: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Read and validate the DESI file index (parquet) -> ``dr8_id`` (str), ``ra``, ``dec`` (deg), ``brickid``.
+    """Read and validate the DESI catalogue -> ``dr8_id`` (str), ``ra``, ``dec`` (deg), ``brickid`` (int64).
 
-    Checks: every column of :data:`INDEX_COLUMNS` present; ``dr8_id`` non-empty and unique; finite ``ra`` in
-    [0, 360] and ``dec`` in [-90, 90]. Bad rows raise :class:`~gcnn_spin.data.gz1.BadRowsError` naming the
-    dr8_ids, or with ``on_bad="skip"`` are dropped and listed in ``report_path`` (``row`` = 0-based row number).
+    Takes the Galaxy Zoo DESI catalogue as published (parquet, or CSV by any other suffix): only
+    :data:`INDEX_COLUMNS` are required and read, every other column is ignored; ``brickid`` comes from the file
+    when present, else from ``dr8_id``. Checks: ``dr8_id`` non-empty, unique and of the form
+    ``{brickid}_{objid}``; finite ``ra`` in [0, 360] and ``dec`` in [-90, 90]. Bad rows raise
+    :class:`~gcnn_spin.data.bad_rows.BadRowsError` naming the dr8_ids, or with ``on_bad="skip"`` are dropped and
+    listed in ``report_path`` (``row`` = 0-based row number). No rows at all raise
+    :class:`~gcnn_spin.data.bad_rows.EmptyInputError`.
     """
     check_on_bad(on_bad)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"DESI index not found: {path}")
-    missing_columns(pq.read_schema(path).names, INDEX_COLUMNS, path)
-    table = pq.read_table(path, columns=list(LOADED_COLUMNS))
+    table = _read_columns(path)
+    require_rows(table.num_rows, path, "DESI catalogue rows")
     dr8 = pc.fill_null(pc.cast(table.column("dr8_id"), pa.string()), "").combine_chunks()
     ra = pc.cast(table.column("ra"), pa.float64()).to_numpy()
     dec = pc.cast(table.column("dec"), pa.float64()).to_numpy()
@@ -57,13 +94,16 @@ def read_desi_index(path: str | os.PathLike, *, on_bad: str = "raise",
     empty = pc.equal(dr8, "").to_numpy(zero_copy_only=False)
     problems.add(empty, "dr8_id missing")
     problems.add(~empty & duplicated(dr8), "duplicate dr8_id")
+    brick, brick_ok = brickids(dr8)
+    problems.add(~empty & ~brick_ok, "dr8_id not of the form {brickid}_{objid}")
     ra_ok = np.isfinite(ra) & (ra >= 0) & (ra <= 360)
     dec_ok = np.isfinite(dec) & (np.abs(dec) <= 90)
     problems.add(~ra_ok, "ra missing or outside [0, 360] deg")
     problems.add(~dec_ok, "dec missing or outside [-90, 90] deg")
     keep = problems.resolve(on_bad, report_path)
-    out = pd.DataFrame({"dr8_id": ids, "ra": ra % 360.0, "dec": dec,
-                        "brickid": table.column("brickid").to_numpy()})
+    if "brickid" in table.column_names:
+        brick = pc.cast(table.column("brickid"), pa.int64()).to_numpy()
+    out = pd.DataFrame({"dr8_id": ids, "ra": ra % 360.0, "dec": dec, "brickid": brick})
     if not keep.all():
         out = out[keep].reset_index(drop=True)
     log.info("%s: %d index rows read, %d kept", path.name, table.num_rows, len(out))

@@ -1,12 +1,15 @@
-"""Cutouts fetched from the Legacy Surveys viewer, cached on disk, plus the small HTTP helpers both remote
-stages share (:class:`RateLimiter`, :func:`retry_call`).
+"""Cutouts fetched from the Legacy Surveys viewer, cached on disk.
 
 ``LegacyCutoutService.load(dr8_id)`` returns a ``(424, 424, 3) uint8`` cutout like ``JpegTree.load``: from the
 cache ``cache_dir/{brickid}/{dr8_id}.jpg`` when it is there, else fetched (throttled, retried with backoff),
 checked (a whole RGB JPEG of the right size) and only then written to the cache atomically, so an interrupted
 run resumes where it stopped. :func:`prefetch` fills the cache for many ids with a few threads; store builds
-then read the cache with :class:`CutoutCache` (light and picklable, for worker processes). :class:`FirstOf`
-tries several sources in turn (e.g. the local Galaxy Zoo DESI tree, then the cache).
+then read the cache with :class:`CutoutCache` (light and picklable, for worker processes).
+
+Pixel scale: the service cuts at a fixed ``pixscale`` (default 0.262"/px, DR8's native scale), while the
+Galaxy Zoo DESI JPEGs were cut at a scale set by each galaxy's size (Galaxy Zoo DECaLS's image code:
+``pixscale = max(min(0.04 R50, 0.02 R90), 0.1)`` at 424 px). The two never share a scale, so a dataset takes its
+images from one of them only (:class:`gcnn_spin.data.pipeline.Inputs` refuses both).
 """
 
 from __future__ import annotations
@@ -19,81 +22,22 @@ import threading
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from gcnn_spin.data.images import CUTOUT_SIZE, BadImageError, ImageSource, decode_jpeg
+from gcnn_spin.data.http import RateLimiter, RetryableError, http_get, retry_call
+from gcnn_spin.data.images import CUTOUT_SIZE, BadImageError, decode_jpeg
 from gcnn_spin.io import atomic_path
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CUTOUT_URL = "https://www.legacysurvey.org/viewer/cutout.jpg"
-USER_AGENT = "gcnn_spin (galaxy chirality study; cutout fetcher)"
-T = TypeVar("T")
-
-
-# ----------------------------------------------------------------------------- HTTP helpers
-
-
-class RateLimiter:
-    """At most ``max_per_s`` calls of :meth:`wait` per second, across threads (``<= 0``: no limit)."""
-
-    def __init__(self, max_per_s: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
-        self.interval = 1.0 / max_per_s if max_per_s > 0 else 0.0
-        self._clock, self._sleep = clock, sleep
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self._lock:  # reserve the next slot, then sleep outside the lock
-            now = self._clock()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        if slot > now:
-            self._sleep(slot - now)
-
-
-class RetryableError(RuntimeError):
-    """A failure worth another try (server error, timeout, truncated or corrupt answer)."""
-
-
-def retry_call(fn: Callable[[], T], *, tries: int, backoff_s: float, retry_on: tuple[type[BaseException], ...],
-               sleep: Callable[[float], None] = time.sleep, what: str = "request") -> T:
-    """Call ``fn`` up to ``tries`` times, sleeping ``backoff_s * 2**k`` after failure ``k``; re-raise the last."""
-    for attempt in range(tries):
-        try:
-            return fn()
-        except retry_on as err:
-            if attempt == tries - 1:
-                raise
-            delay = backoff_s * 2 ** attempt
-            log.info("%s failed (%s); try %d of %d in %.1f s", what, err, attempt + 2, tries, delay)
-            sleep(delay)
-    raise ValueError(f"tries must be >= 1, got {tries}")
-
-
-def http_get(url: str, timeout_s: float) -> bytes:
-    """GET ``url``; 5xx, 429, timeouts and dropped connections become :class:`RetryableError`."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
-            return answer.read()
-    except urllib.error.HTTPError as err:
-        if err.code >= 500 or err.code == 429:
-            raise RetryableError(f"HTTP {err.code} {err.reason}") from None
-        raise
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-        raise RetryableError(f"connection failed: {getattr(err, 'reason', err)}") from None
+NATIVE_PIXSCALE = 0.262  # arcsec per pixel of the Legacy Surveys DR8 images
 
 
 # ----------------------------------------------------------------------------- sources
@@ -137,7 +81,7 @@ class LegacyCutoutService:
     """
 
     def __init__(self, positions: pd.DataFrame, cache_dir: str | os.PathLike, *,
-                 base_url: str = DEFAULT_CUTOUT_URL, layer: str = "ls-dr8", pixscale: float = 0.262,
+                 base_url: str = DEFAULT_CUTOUT_URL, layer: str = "ls-dr8", pixscale: float = NATIVE_PIXSCALE,
                  size: int = CUTOUT_SIZE, max_requests_per_s: float = 5.0, tries: int = 4,
                  backoff_s: float = 1.0, timeout_s: float = 30.0, sleep: Callable[[float], None] = time.sleep):
         missing = [c for c in ("dr8_id", "ra", "dec") if c not in positions.columns]
@@ -206,44 +150,16 @@ class LegacyCutoutService:
             return self.cache.load(dr8_id)
 
 
-class FirstOf:
-    """Try image sources in order; the first that has the galaxy wins. Fails naming every source's reason."""
-
-    def __init__(self, sources: Sequence[ImageSource]):
-        if not sources:
-            raise ValueError("FirstOf needs at least one image source")
-        self.sources = list(sources)
-
-    def describe(self) -> str:
-        return " then ".join(getattr(s, "describe", lambda s=s: type(s).__name__)() for s in self.sources)
-
-    def load(self, dr8_id: str) -> np.ndarray:
-        errors = []
-        for source in self.sources:
-            try:
-                return source.load(dr8_id)
-            except BadImageError as err:
-                errors.append(err)
-        raise BadImageError(dr8_id, errors[-1].path, "; ".join(f"{e.reason} ({e.path})" for e in errors))
-
-
 def prefetch(service: LegacyCutoutService, dr8_ids: Iterable[str], *, workers: int = 4,
-             skip: Callable[[str], bool] | None = None, progress: bool = True) -> dict:
+             progress: bool = True) -> dict:
     """Fill the cache for ``dr8_ids`` with ``workers`` threads (throttled by the service's rate limit).
 
-    ``skip(dr8_id)`` True means "no need" (e.g. present in the local JPEG tree). Failures do not stop the
-    others; they are returned: ``{"n_ids", "n_cached", "n_skipped", "n_fetched", "failed": DataFrame(dr8_id,
-    url, reason)}``.
+    Failures do not stop the others; they are returned: ``{"n_ids", "n_cached", "n_fetched",
+    "failed": DataFrame(dr8_id, url, reason)}``.
     """
     ids = list(dict.fromkeys(str(i) for i in dr8_ids))
-    todo, n_cached, n_skipped = [], 0, 0
-    for dr8_id in ids:
-        if skip is not None and skip(dr8_id):
-            n_skipped += 1
-        elif service.cache.path(dr8_id).exists():
-            n_cached += 1
-        else:
-            todo.append(dr8_id)
+    todo = [dr8_id for dr8_id in ids if not service.cache.path(dr8_id).exists()]
+    n_cached = len(ids) - len(todo)
     failed = []
     with cf.ThreadPoolExecutor(max(1, workers)) as pool, \
             tqdm(total=len(todo), unit="img", desc="cutouts", disable=not progress) as bar:
@@ -258,5 +174,4 @@ def prefetch(service: LegacyCutoutService, dr8_ids: Iterable[str], *, workers: i
     if len(failed_df):
         log.warning("%d of %d cutouts could not be fetched, e.g. %s: %s", len(failed_df), len(todo),
                     failed_df["dr8_id"].iloc[0], failed_df["reason"].iloc[0])
-    return {"n_ids": len(ids), "n_cached": n_cached, "n_skipped": n_skipped,
-            "n_fetched": len(todo) - len(failed_df), "failed": failed_df}
+    return {"n_ids": len(ids), "n_cached": n_cached, "n_fetched": len(todo) - len(failed_df), "failed": failed_df}

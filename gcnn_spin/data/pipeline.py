@@ -33,10 +33,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gcnn_spin.config import DataConfig
+from gcnn_spin.config import ConfigError, DataConfig
 from gcnn_spin.conventions import counts_table
 from gcnn_spin.data import crossmatch, cutouts, gz1, sdss, selection
+from gcnn_spin.data.bad_rows import check_on_bad
 from gcnn_spin.data.images import JpegTree
+from gcnn_spin.data.study import beside_study
 from gcnn_spin.io import (atomic_path, config_hash, is_done, write_json_atomic, write_marker, write_parquet_atomic,
                           write_text_atomic)
 
@@ -53,6 +55,10 @@ STORE_ROW_COLUMNS: tuple[str, ...] = ("dr8_id", "ra", "dec", "p_cw", "p_acw", "p
                                       "n_vote", "match_sep_arcsec")
 
 
+class InputsError(ValueError):
+    """Inputs that cannot make one consistent dataset (no image source, or two that do not share a scale)."""
+
+
 class CutoutFetchError(RuntimeError):
     """Cutouts that could not be fetched from the Legacy Surveys service (names them and why)."""
 
@@ -67,12 +73,21 @@ class Inputs:
     sdss_photometry: Path | None = None  # None: query SkyServer
     cutout_service: bool = False
     sdss_url: str | None = None  # None: astroquery's SkyServer
+    sdss_batch_size: int = sdss.DEFAULT_BATCH_SIZE  # objects per SkyServer request, at most
+    sdss_max_query_bytes: int = sdss.MAX_QUERY_BYTES  # GET query-string limit per request
+    sdss_rate: float = sdss.DEFAULT_REQUESTS_PER_S  # requests per second to SkyServer
     cutout_url: str = cutouts.DEFAULT_CUTOUT_URL
     cutout_rate: float = 5.0  # requests per second to the cutout service
 
     def __post_init__(self):
         if self.images is None and not self.cutout_service:
-            raise ValueError("no image source: give the Galaxy Zoo DESI jpg folder (images) and/or cutout_service")
+            raise InputsError("no image source: give the Galaxy Zoo DESI jpg folder (--images) or the cutout "
+                              "service (--cutout-service)")
+        if self.images is not None and self.cutout_service:
+            raise InputsError("give --images or --cutout-service, not both: the Galaxy Zoo DESI JPEGs are cut at "
+                              "a pixel scale set by each galaxy's size, the cutout service at a fixed "
+                              f"{cutouts.NATIVE_PIXSCALE}\"/px, and a dataset mixing them would show galaxies "
+                              "at two scales")
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -87,11 +102,15 @@ def fingerprint(path: str | os.PathLike | None) -> dict[str, Any] | None:
 
 
 def counts_markdown(table: pd.DataFrame) -> str:
-    """The counts table as Markdown in the study's Table 1 layout (thousands separators, CVS to 2 decimals)."""
-    lines = ["| dataset | total | ACW | CW | Other | CVS |", "|---|---|---|---|---|---|"]
-    for name, row in table.iterrows():
-        cells = [f"{int(row[c]):,}" for c in ("total", "ACW", "CW", "Other")]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['CVS']:.2f} |")
+    """The counts table as Markdown in the study's Table 1 layout (thousands separators, CVS to 2 decimals),
+    with the study's total of each stage beside ours and the ratio ours / study ("–" where it has none)."""
+    lines = ["| dataset | total | ACW | CW | Other | CVS | study total | ours / study |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, row in beside_study(table).iterrows():
+        cells = [f"{int(row[c]):,}" for c in ("total", "ACW", "CW", "Other")] + [f"{row['CVS']:.2f}"]
+        known = np.isfinite(row["study_total"])
+        cells += [f"{int(row['study_total']):,}", f"{row['ratio']:.3g}"] if known else ["–", "–"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -129,8 +148,13 @@ def stage_configs(inputs: Inputs, cfg: DataConfig, on_bad: str) -> dict[str, dic
                              "match_radius_arcsec": cfg.match_radius_arcsec, "unique": True}
     source = ({"table": fingerprint(inputs.sdss_photometry)} if inputs.sdss_photometry is not None
               else {"skyserver_dr": sdss.DATA_RELEASE})
+    if cfg.sdss_neighbours not in sdss.NEIGHBOUR_FUNCTIONS:
+        raise ConfigError(f"data.sdss_neighbours must be one of {list(sdss.NEIGHBOUR_FUNCTIONS)}, "
+                          f"got {cfg.sdss_neighbours!r}")
     configs["sdss"] = {"stage": "sdss", "after": config_hash(configs["crossmatch"]), "source": source,
                        "neighbour_radius_arcsec": cfg.neighbour_radius_arcsec, "on_bad": on_bad}
+    if inputs.sdss_photometry is None:  # a supplied table made its own choice (see the shipped SQL)
+        configs["sdss"]["neighbours"] = cfg.sdss_neighbours
     configs["catalogue"] = {"stage": "catalogue", "after": config_hash(configs["sdss"]),
                             "cuts": dataclasses.asdict(cfg.cuts), "test_fraction": cfg.test_fraction,
                             "val_fraction": cfg.val_fraction, "split_seed": cfg.split_seed,
@@ -198,8 +222,11 @@ def stage_sdss(out: Path, gz1_df: pd.DataFrame, match: pd.DataFrame, inputs: Inp
                                              report_path=out / "sdss.skipped.csv")
     else:
         answers, failed = sdss.query_photometry(
-            objects, out / "cache" / "sdss", client=client or sdss.SkyServer(inputs.sdss_url),
-            radius_arcsec=cfg.neighbour_radius_arcsec, on_bad=on_bad, progress=progress)
+            objects, out / "cache" / "sdss",
+            client=client or sdss.SkyServer(inputs.sdss_url, max_requests_per_s=inputs.sdss_rate),
+            radius_arcsec=cfg.neighbour_radius_arcsec, neighbours=cfg.sdss_neighbours,
+            batch_size=inputs.sdss_batch_size, max_query_bytes=inputs.sdss_max_query_bytes, on_bad=on_bad,
+            progress=progress)
         if len(failed):
             with atomic_path(out / "sdss.failed.csv") as tmp:
                 failed.to_csv(tmp, index=False)
@@ -263,15 +290,13 @@ def split_rows(catalogue: pd.DataFrame, split: str) -> pd.DataFrame:
 
 def image_source(out: Path, inputs: Inputs, rows: pd.DataFrame, split: str, *, workers: int, on_bad: str,
                  progress: bool = True):
-    """The store builder's image source for ``rows``; with the cutout service, fetch what is missing first."""
-    local = JpegTree(inputs.images) if inputs.images is not None else None
+    """The store builder's image source for ``rows``: the jpg tree, or the cutout cache after fetching."""
     if not inputs.cutout_service:
-        return local
+        return JpegTree(inputs.images)
     cache_dir = out / "cache" / "cutouts"
     service = cutouts.LegacyCutoutService(rows[["dr8_id", "ra", "dec"]], cache_dir, base_url=inputs.cutout_url,
                                           max_requests_per_s=inputs.cutout_rate)
-    result = cutouts.prefetch(service, rows["dr8_id"], workers=max(2, workers), progress=progress,
-                              skip=(lambda i: local.path(i).exists()) if local is not None else None)
+    result = cutouts.prefetch(service, rows["dr8_id"], workers=max(2, workers), progress=progress)
     report = out / "stores" / f"{split}.fetch_failed.csv"
     failed = result["failed"]
     if len(failed):
@@ -281,8 +306,7 @@ def image_source(out: Path, inputs: Inputs, rows: pd.DataFrame, split: str, *, w
             shown = "\n".join(f"  {r.dr8_id}: {r.reason} ({r.url})" for r in failed.head(10).itertuples())
             raise CutoutFetchError(f"{len(failed)} cutout(s) of {split} could not be fetched (all listed in "
                                    f"{report}):\n{shown}")
-    cached = cutouts.CutoutCache(cache_dir)
-    return cutouts.FirstOf([local, cached]) if local is not None else cached
+    return cutouts.CutoutCache(cache_dir)
 
 
 def _mark_bad_images(out: Path, catalogue: pd.DataFrame, splits: Sequence[str]) -> pd.DataFrame:
@@ -342,6 +366,26 @@ def plan(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig, *, on_bad:
     return pd.DataFrame(rows)
 
 
+def plan_sdss(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig) -> str:
+    """Dry run of the SDSS stage: how many SkyServer requests, and how long at least. Reads no catalogue.
+
+    The object count is the matched galaxies when ``crossmatch.parquet`` is done, else every GZ1 data line (an
+    upper bound: only matched galaxies are queried).
+    """
+    if inputs.sdss_photometry is not None:
+        return f"SDSS DR7: from the table {inputs.sdss_photometry} (no request)"
+    match_path = Path(out_dir) / "crossmatch.parquet"
+    if is_done(match_path):
+        n_objects = int((pd.read_parquet(match_path, columns=["dr8_id"])["dr8_id"] != "").sum())
+    else:
+        with open(inputs.gz1, "rb") as f:
+            n_objects = max(0, sum(1 for line in f if line.strip()) - 1)
+    est = sdss.estimate(n_objects, requests_per_s=inputs.sdss_rate, batch_size=inputs.sdss_batch_size,
+                        max_query_bytes=inputs.sdss_max_query_bytes, neighbours=cfg.sdss_neighbours,
+                        radius_arcsec=cfg.neighbour_radius_arcsec)
+    return sdss.describe_estimate(est, inputs.sdss_rate)
+
+
 def build_dataset(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig, *, on_bad: str = "raise",
                   workers: int = 1, stores: Sequence[str] = STORE_SPLITS,
                   sdss_client: sdss.SkyServer | None = None, progress: bool = True) -> dict[str, Any]:
@@ -351,7 +395,7 @@ def build_dataset(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig, *
     (``"skip"``). ``sdss_client``: a configured :class:`~gcnn_spin.data.sdss.SkyServer` (default: one for
     ``inputs.sdss_url``).
     """
-    gz1.check_on_bad(on_bad)
+    check_on_bad(on_bad)
     unknown = sorted(set(stores) - set(STORE_SPLITS))
     if unknown:
         raise ValueError(f"unknown store(s) {unknown}; valid: {list(STORE_SPLITS)}")
