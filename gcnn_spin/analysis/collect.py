@@ -9,6 +9,9 @@ collect wrote: older files it did not rewrite are removed), ``RESULTS/studies/{s
 has run), ``RESULTS/cache/survey/`` (merged survey counts, reused while the parts' markers are unchanged),
 ``RESULTS/report.md``.
 
+Each group of tables and figures is one section module under ``gcnn_spin/analysis/sections/``: a function of
+explicit inputs that writes its files and returns what it wrote; :func:`collect` runs them in report order.
+
 Completeness policy: a run without its marker, a missing prediction part and a failed array task are named
 (model, seed, part, log) in ``tables/incomplete.csv`` and in the report.
 
@@ -28,8 +31,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .report import Figure, write_report
 from .recovery import N_DRAWS
+from .report import Figure, write_report
 from .runs import Completeness, Issue, check_completeness, group_issues
 from .sections.common import Output, Written
 from .sections.completeness import completeness_section
