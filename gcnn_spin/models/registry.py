@@ -95,8 +95,8 @@ def build(name: str, image_size: int | None = None, dropout: float = 0.5, **opts
     """Build model ``name``: ``(B, 3, S, S) -> (B, 3)`` logits (CW, ACW, Other), in training mode.
 
     Options: ``image_size`` (S, default the spec's ``input_size``; the plain LeNet's FC layer depends on it),
-    ``dropout`` (the MC-dropout layer before the last layer), ``init``, and per family ``base_width`` (ResNets: stem channels, 64 as torchvision;
-    stages get 1, 2, 4, 8 times it) and ``flips`` (``g_`` models: D8 instead of C8). ``model.model_name`` and
+    ``dropout`` (the MC-dropout layer before the last layer), ``init``, and per family ``base_width`` (ResNets:
+    stem channels, 64 as torchvision; stages get 1, 2, 4, 8 times it) and ``flips`` (``g_`` models: D8 instead of C8). ``model.model_name`` and
     ``model.model_options`` record how it was built (checkpoints store them).
     """
     if image_size is not None:
