@@ -45,7 +45,9 @@ class DataConfig:
     split_seed: int = 12345
     #: Downsampling of train/val by m = max(P_CW, P_ACW): (upper edge of the bin, fraction kept).
     downsample_bins: tuple[tuple[float, float], ...] = ((0.1, 0.05), (0.2, 0.2), (0.3, 0.5))
-    image_size: int = 160  # S: side of the tensors the models see
+    #: S: the stores' image side; each model's crop is derived from it (``gcnn_spin.crop``: 161 gives ResNets 161,
+    #: LeNets 160).
+    image_size: int = 161
     chunk_images: int = 32
     shard_images: int = 1024
     codec: str = "zstd"
@@ -67,20 +69,13 @@ class TrainConfig:
     #: Extra keyword arguments for ``gcnn_spin.models.build`` (e.g. a smaller ``base_width`` for the demo).
     model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     dropout: float = 0.5
-    image_size: int = 160
     bf16: bool = True  # autocast on CUDA only
     channels_last: bool = True  # CUDA only
     num_threads: int = 0  # torch CPU threads; 0 = leave torch's default
     max_train_batches: int = 0  # 0 = all; >0 caps batches per epoch (smoke tests)
 
-    #: Per-model crop sizes: G-ResNets are exactly equivariant at S = 32k + 1 (161), LeNets at multiples of 4.
-    image_size_by_model: Mapping[str, int] = dataclasses.field(default_factory=dict)
-
     def epochs_for(self, model: str) -> int:
         return int(self.epochs_by_model.get(model, self.epochs))
-
-    def image_size_for(self, model: str) -> int:
-        return int(self.image_size_by_model.get(model, self.image_size))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,7 +53,7 @@ def wait_with_progress(tasks, submission, timeout_s: float) -> None:
 
 def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, overrides: list[str],
              swise_bias: float, rotation_images: int) -> Path:
-    from .analysis import collect as collect_mod
+    from .analysis.collect import Settings, collect
     from .cluster import arrays, infer
     from .cluster.executor import make_executor
     from .cluster.submit_train import grid_tasks
@@ -104,12 +104,12 @@ def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, ov
     _done(t0)
 
     t0 = _step("6/6 analysis/collect.py")
-    code = collect_mod.main(["--runs", str(runs), "--predictions", str(predictions), "--data", str(data),
-                             "--out", str(out / "results"), "--truth", str(raw["truth"]),
-                             "--logs", str(out / "logs")])
+    outcome = collect(Settings(runs=runs, out=out / "results", predictions=predictions, data=data,
+                               truth=raw["truth"], logs=(out / "logs",)))
+    print(f"    {outcome.report}: {len(outcome.tables)} tables, {len(outcome.figures)} figures")
     _done(t0)
-    if code not in (0,):
-        raise SystemExit(f"collect exited with status {code}; see {out / 'results' / 'report.md'}")
+    if outcome.exit_code:
+        raise SystemExit(f"collect exited with status {outcome.exit_code}; see {outcome.report}")
     report = out / "results" / "report.md"
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Report: {report}")
     return report

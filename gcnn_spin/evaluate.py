@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .crop import crop_for
 from .io import write_json_atomic, write_parquet_atomic
 from .metrics import classification_metrics
-from .runtime import trained_image_size
 
 PROB_COLUMNS = ["p_cw", "p_acw", "p_other"]
 TRUE_COLUMNS = ["p_cw_true", "p_acw_true", "p_other_true"]
@@ -38,9 +38,10 @@ def equivariance_errors(module: torch.nn.Module, store_path: Path, device: torch
     """
     from .conventions import MIRROR_PERMUTATION
     from .data.loader import StoreLoader
+    from .data.store import open_store
 
-    loader = StoreLoader(store_path, batch_size=n_images, shuffle=False, image_size=trained_image_size(module),
-                         device=device)
+    store = open_store(store_path)
+    loader = StoreLoader(store, batch_size=n_images, shuffle=False, image_size=crop_for(module, store), device=device)
     images = next(iter(loader)).images
 
     def probs(x):

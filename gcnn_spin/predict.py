@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .crop import crop_for
 from .io import write_parquet_atomic
-from .runtime import autocast, pick_device, trained_image_size
+from .runtime import autocast, pick_device
 
 #: Columns copied from the store rows into every prediction table when present.
 ID_COLUMNS = ("dr8_id", "ra", "dec")
@@ -60,10 +61,8 @@ def predict_probabilities(module: torch.nn.Module, store, rows: range | None = N
 
     device = torch.device(device)
     store = open_store(store) if isinstance(store, (str, Path)) else store
-    # the crop the model was trained at (a store may be built for a slightly larger S), else the store's
-    image_size = trained_image_size(module) or int(store.attrs["image_size"])
-    loader = StoreLoader(store, batch_size=batch_size, shuffle=False, seed=0, image_size=image_size, rotate=False,
-                         device=device, rows=None if rows is None else np.arange(rows.start, rows.stop))
+    loader = StoreLoader(store, batch_size=batch_size, shuffle=False, seed=0, image_size=crop_for(module, store),
+                         rotate=False, device=device, rows=None if rows is None else np.arange(rows.start, rows.stop))
     out_rows, out_probs = [], []
     bar = None
     if progress:

@@ -22,12 +22,6 @@ def autocast(device: torch.device, bf16: bool = True):
     return contextlib.nullcontext()
 
 
-def trained_image_size(module: torch.nn.Module) -> int | None:
-    """The crop size a built or exported model was made for (``model.model_options``), if it records one."""
-    size = getattr(module, "model_options", {}).get("image_size")
-    return int(size) if size else None
-
-
 def set_cpu_threads(requested: int = 0) -> None:
     """Use ``requested`` CPU threads, else the task's SLURM CPU allocation, else torch's default.
 

@@ -25,6 +25,7 @@ import torch
 
 from . import models
 from .config import ExperimentConfig, load_experiment, to_dict
+from .crop import crop_for
 from .evaluate import evaluate_run
 from .io import (atomic_path, config_hash, is_done, marker_path, remove_stale_temporaries, write_json_atomic,
                  write_marker)
@@ -149,6 +150,7 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
           progress: bool = True) -> Path:
     """Train (or resume, or skip if complete) one run. Returns the run directory."""
     from .data.loader import StoreLoader  # data stack imported only when training
+    from .data.store import open_store
 
     out = Path(out_dir)
     cfg = spec.experiment
@@ -163,7 +165,9 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
     dev = pick_device(device)
     set_cpu_threads(cfg.train.num_threads)
     seed_everything(spec.seed)
-    image_size = cfg.train.image_size_for(spec.model)
+    stores = Path(spec.data_dir) / "stores"
+    train_store, val_store = open_store(stores / "train.zarr"), open_store(stores / "val.zarr")
+    image_size = crop_for(spec.model, train_store)
     model = models.build(spec.model, image_size=image_size, dropout=cfg.train.dropout,
                          **model_options_for(spec.model, cfg.train.model_options)).to(dev)
     if dev.type == "cuda" and cfg.train.channels_last:
@@ -171,10 +175,9 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=cfg.train.step_size, gamma=cfg.train.gamma)
 
-    stores = Path(spec.data_dir) / "stores"
-    train_loader = StoreLoader(stores / "train.zarr", batch_size=cfg.train.batch_size, shuffle=True, seed=spec.seed,
+    train_loader = StoreLoader(train_store, batch_size=cfg.train.batch_size, shuffle=True, seed=spec.seed,
                                image_size=image_size, rotate=cfg.train.rotate, device=dev)
-    val_loader = StoreLoader(stores / "val.zarr", batch_size=cfg.train.batch_size, shuffle=False, seed=spec.seed,
+    val_loader = StoreLoader(val_store, batch_size=cfg.train.batch_size, shuffle=False, seed=spec.seed,
                              image_size=image_size, rotate=False, device=dev)
 
     ckpt_path = out / "checkpoint.pt"

@@ -30,9 +30,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 #: Config overrides that make every stage tiny: 33 px images (exact for G-ResNets), small shards (several inference parts).
-TINY_OVERRIDES = ("data.image_size=33", "data.chunk_images=16", "data.shard_images=64", "train.image_size=33",
-                  "train.batch_size=25", "train.epochs=2", "train.num_threads=1",
-                  "train.model_options={base_width=4}")
+TINY_OVERRIDES = ("data.image_size=33", "data.chunk_images=16", "data.shard_images=64", "train.batch_size=25",
+                  "train.epochs=2", "train.num_threads=1", "train.model_options={base_width=4}")
 
 
 @pytest.fixture(scope="session")

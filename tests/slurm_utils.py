@@ -10,6 +10,7 @@ accounting works; otherwise it skips with the reason, or fails when ``GCNN_SPIN_
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -25,11 +26,37 @@ TESTS_DIR = Path(__file__).resolve().parent
 REQUIRE_ENV = "GCNN_SPIN_REQUIRE_SLURM"
 
 
+@dataclasses.dataclass(frozen=True)
+class ClusterCheck:
+    ok: bool
+    reason: str
+
+
+def check_cluster(partition: str | None = None, timeout_s: float = 10) -> ClusterCheck:
+    """Is there a controller that answers, an idle or busy node (in ``partition``), and working accounting?"""
+    try:
+        ping = slurm._run(["scontrol", "ping"], timeout_s)
+        if "UP" not in ping:
+            return ClusterCheck(False, f"slurmctld is not up: {ping.strip()}")
+        cmd = ["sinfo", "-h", "-o", "%P|%a|%T"] + (["-p", partition] if partition else [])
+        rows = [line.split("|") for line in slurm._run(cmd, timeout_s).splitlines() if line.strip()]
+        if not rows:
+            return ClusterCheck(False, f"sinfo lists no partition {partition or ''}".strip())
+        usable = [r for r in rows if r[1] == "up" and r[2].rstrip("*~#$@+") in
+                  {"idle", "mixed", "allocated", "completing"}]
+        if not usable:
+            return ClusterCheck(False, f"no usable node: sinfo says {rows}")
+        slurm._run(["sacct", "-n", "-X", "-S", "now-1minutes", "-o", "JobID"], timeout_s)
+    except slurm.SlurmError as err:
+        return ClusterCheck(False, str(err))
+    return ClusterCheck(True, f"partition {partition or rows[0][0].rstrip('*')} up, accounting answers")
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster() -> ClusterProfile:
     """The ``ci`` cluster profile, once its partition takes jobs and ``sacct`` answers."""
     profile = load_cluster("ci")
-    check = slurm.check_cluster(profile.partition)
+    check = check_cluster(profile.partition)
     if not check.ok:
         reason = f"no usable SLURM cluster ({check.reason}); start one with jobs/local_cluster/start.sh"
         if os.environ.get(REQUIRE_ENV) == "1":

@@ -256,8 +256,8 @@ def test_make_submit_train_trains_the_grid(grid):
             assert (run_dir / name).exists(), (model, name)
         assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [1, 2]
         # every SET item reached the task through make's quoting, the braces of model_options included
-        train_cfg = json.loads((run_dir / "config.json").read_text())["experiment"]["train"]
-        assert train_cfg["model_options"] == {"base_width": 4} and train_cfg["image_size"] == 33
+        experiment = json.loads((run_dir / "config.json").read_text())["experiment"]
+        assert experiment["train"]["model_options"] == {"base_width": 4} and experiment["data"]["image_size"] == 33
     job_ids = [s.job_id for s in grid.report.values()]
     assert su.sacct_eventually(job_ids) == dict.fromkeys(job_ids, "COMPLETED")
 

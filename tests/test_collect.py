@@ -316,3 +316,48 @@ def test_cli_help_and_exit_status(tmp_path, study):
     (tmp_path / "empty").mkdir()
     assert main(["--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "o2"), "--no-figures"]) == 2
     assert json.loads(json.dumps(pd.read_csv(tmp_path / "out" / "tables" / "incomplete.csv").to_dict()))
+
+
+def test_dry_run_lists_what_is_incomplete_and_writes_nothing(tmp_path, study, capsys):
+    runs, preds = study
+    write_run(runs, "resnet18", 3, marker=False)
+    out = tmp_path / "out"
+    assert main(["--runs", str(runs), "--predictions", str(preds), "--out", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "5 of 6 runs complete" in printed and "resnet18 seed3" in printed
+    assert not out.exists()
+
+
+def test_quiet_prints_nothing_on_success_and_every_option_has_help(tmp_path, study, capsys):
+    from gcnn_spin.analysis.collect import build_parser
+
+    runs, preds = study
+    args = ["--runs", str(runs), "--predictions", str(preds), "--out", str(tmp_path / "out"), "--draws", "1",
+            "--no-figures", "-q"]
+    assert main(args) == 0
+    assert capsys.readouterr().out == ""
+    assert (tmp_path / "out" / "report.md").exists()
+    options = [a for a in build_parser()._actions if a.option_strings and a.dest != "help"]
+    assert options and all(a.help for a in options), [a.dest for a in options if not a.help]
+
+
+def test_a_failing_figure_is_reported_and_the_tables_still_written(tmp_path, study, monkeypatch):
+    from gcnn_spin.analysis import figures
+    from gcnn_spin.analysis.sections.common import Output
+    from gcnn_spin.analysis.sections.reflection import reflection_section
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no ink")
+
+    monkeypatch.setattr(figures, "confusion_grid", broken)
+    runs = check_completeness(study[0]).complete_runs()
+    out = Output(tmp_path / "results")
+    written = reflection_section(out, runs, {})
+    assert [t.stem for t in written.section.items] == ["reflection"]  # the table, no figure
+    assert (out.tables_dir / "reflection.csv").exists() and not out.figures_dir.exists()
+    assert written.figure_errors == ["confusion_matrices.png: RuntimeError: no ink",
+                                     "confusion_reflection.png: RuntimeError: no ink"]
+    outcome = run_collect(tmp_path, *study, figures=True)
+    report = outcome.report.read_text()
+    assert "Figures that could not be drawn: confusion_matrices.png: RuntimeError: no ink" in report
+    assert (tmp_path / "results" / "figures" / "training_curves.png").exists()

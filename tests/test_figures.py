@@ -1,5 +1,10 @@
 """Every figure is written as a non-empty PNG from plain tables; the report shows every table and figure given."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +14,7 @@ from gcnn_spin.analysis.report import Figure, Section, render, write_report
 from gcnn_spin.analysis.tables import Column, summary_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def assert_png(path, min_bytes=10_000):
@@ -90,8 +96,25 @@ def test_report_references_every_table_and_figure(tmp_path):
 
 
 def test_figure_errors_surface(tmp_path):
-    open_before = len(figures.plt.get_fignums())
     with pytest.raises(KeyError):
         figures.survey_plot(pd.DataFrame({"model": ["x"]}), tmp_path / "bad.png")
     assert not list(tmp_path.iterdir())  # nothing half-written
-    assert len(figures.plt.get_fignums()) == open_before  # and no figure left open
+
+
+def test_drawing_leaves_matplotlib_global_state_alone(tmp_path):
+    """No backend is chosen and no pyplot figure opened by the library: entry points and users own that."""
+    code = ("import sys, matplotlib, numpy as np; from gcnn_spin.analysis import figures; "
+            "figures.confusion_grid({'a': np.eye(3)}, sys.argv[1], 't'); "
+            "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'; "
+            "assert matplotlib.rcParams._get_backend_or_none() is None, 'backend chosen'")
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"} | {"PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "c.png")], capture_output=True, text=True,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    assert_png(tmp_path / "c.png", min_bytes=1000)
+
+
+def test_no_module_of_the_package_selects_a_backend():
+    offenders = [str(p.relative_to(REPO)) for p in (REPO / "gcnn_spin").rglob("*.py")
+                 if "matplotlib.use(" in p.read_text() or "import matplotlib.pyplot" in p.read_text()]
+    assert offenders == []

@@ -14,8 +14,9 @@ from astropy.coordinates import SkyCoord
 from gcnn_spin.conventions import ACW, CW, OTHER
 from gcnn_spin.data.bad_rows import BadRowsError, EmptyInputError
 from gcnn_spin.data.gz1 import (
-    OUTPUT_COLUMNS, format_sexagesimal, parse_sexagesimal, read_gz1,
+    OUTPUT_COLUMNS, parse_sexagesimal, read_gz1,
 )
+from gcnn_spin.data.synthetic.catalogue import format_dec, format_ra  # the GZ1 layout the synthetic survey writes
 
 VOTES = ("P_EL", "P_CW", "P_ACW", "P_EDGE", "P_DK", "P_MG")
 FIRST_OBJID = 587727178986356823  # > 2**53: must survive without float rounding
@@ -33,7 +34,7 @@ def gz1_frame(n: int, rng: np.random.Generator, ra=None, dec=None) -> pd.DataFra
     votes[:, 0] = 1 - votes[:, 1:].sum(1)
     votes = np.abs(np.round(votes, 3))
     df = pd.DataFrame({"OBJID": FIRST_OBJID + np.arange(n, dtype=np.int64) * 7,
-                       "RA": format_sexagesimal(ra, hours=True), "DEC": format_sexagesimal(dec, hours=False),
+                       "RA": format_ra(ra), "DEC": format_dec(dec),
                        "NVOTE": rng.integers(10, 80, n)})
     for i, c in enumerate(VOTES):
         df[c] = votes[:, i]
@@ -68,12 +69,12 @@ def test_reads_published_layout(tmp_path, rng):
 def test_sexagesimal_round_trip_and_other_spellings():
     ra = np.array([0.0, 0.52354, 187.5, 359.99999])
     dec = np.array([-89.9, -0.5, 0.0, 45.123])
-    ra_back, ok_ra = parse_sexagesimal(pd.Series(format_sexagesimal(ra, True)), hours=True)
-    dec_back, ok_dec = parse_sexagesimal(pd.Series(format_sexagesimal(dec, False)), hours=False)
+    ra_back, ok_ra = parse_sexagesimal(pd.Series(format_ra(ra)), hours=True)
+    dec_back, ok_dec = parse_sexagesimal(pd.Series(format_dec(dec)), hours=False)
     assert ok_ra.all() and ok_dec.all()
     np.testing.assert_allclose((ra_back - ra + 180) % 360 - 180, 0, atol=0.01 / 3600 * 15)
     np.testing.assert_allclose(dec_back, dec, atol=0.05 / 3600)
-    assert format_sexagesimal([-0.5], hours=False)[0] == "-00:30:00.0"  # the sign survives a zero degree field
+    assert format_dec([-0.5])[0] == "-00:30:00.0"  # the sign survives a zero degree field
     values, ok = parse_sexagesimal(pd.Series(["12h30m00s", "12 30 00", "23:59:60.00"]), hours=True)
     np.testing.assert_allclose(values, [187.5, 187.5, 0.0])
     assert ok.all()

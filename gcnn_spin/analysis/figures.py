@@ -1,57 +1,48 @@
-"""Figures (matplotlib, Agg backend, PNG): each function draws one figure from plain tables and saves it atomically."""
+"""Figures (matplotlib, PNG): each function draws one figure from plain tables and saves it atomically.
+
+Figures are built with ``matplotlib.figure.Figure``, never through ``pyplot``: nothing here selects a backend or
+keeps a figure open in global state, so importing this module changes nothing for its caller, and a figure that
+fails half-way is simply garbage.
+"""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ..conventions import CLASSES  # noqa: E402
-from ..io import atomic_path  # noqa: E402
+from ..conventions import CLASSES
+from ..io import atomic_path
 
 CLASS_COLOURS = {"CW": "tab:blue", "ACW": "tab:red", "Other": "tab:gray"}
 DPI = 120
 
 
-def _save(fig, path: str | Path) -> Path:
+def _subplots(*args, figsize: tuple[float, float], **kwargs):
+    """A new figure and its axes, as ``pyplot.subplots`` but outside pyplot."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
-def _figure(draw):
-    """Close the figures a drawing function opened when it fails (a long collect must not leak them)."""
-    @functools.wraps(draw)
-    def wrapper(*args, **kwargs):
-        before = set(plt.get_fignums())
-        try:
-            return draw(*args, **kwargs)
-        except BaseException:
-            for number in set(plt.get_fignums()) - before:
-                plt.close(number)
-            raise
-
-    return wrapper
-
-
 def _colours(labels: Sequence[str]) -> dict[str, tuple]:
-    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    cmap = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
     return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
 
 
-@_figure
 def training_curves(histories: Mapping[str, Sequence[pd.DataFrame]], path: str | Path) -> Path:
     """Loss and accuracy per epoch, train and val, mean line and ±1 std band over each model's seeds."""
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
+    fig, axes = _subplots(2, 2, figsize=(12, 8), sharex=True)
     colours = _colours(list(histories))
     panels = [("train_loss", "train loss"), ("val_loss", "val loss"), ("train_accuracy", "train accuracy"),
               ("val_accuracy", "val accuracy")]
@@ -71,14 +62,13 @@ def training_curves(histories: Mapping[str, Sequence[pd.DataFrame]], path: str |
     return _save(fig, path)
 
 
-@_figure
 def confusion_grid(matrices: Mapping[str, np.ndarray], path: str | Path, title: str,
                    highlight: Sequence[str] = ()) -> Path:
     """Row-normalised confusion matrices (true × predicted), one annotated panel per model."""
     labels = list(matrices)
     n_cols = min(4, max(1, len(labels)))
     n_rows = int(np.ceil(len(labels) / n_cols)) or 1
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.4 * n_cols, 3.3 * n_rows), squeeze=False)
+    fig, axes = _subplots(n_rows, n_cols, figsize=(3.4 * n_cols, 3.3 * n_rows), squeeze=False)
     for ax in axes.flat[len(labels):]:
         ax.axis("off")
     for ax, label in zip(axes.flat, labels):
@@ -99,10 +89,9 @@ def confusion_grid(matrices: Mapping[str, np.ndarray], path: str | Path, title: 
     return _save(fig, path)
 
 
-@_figure
 def recovery_plot(points: Mapping[str, pd.DataFrame], slopes: Mapping[str, str], path: str | Path) -> Path:
     """Predicted vs set CVS per model (mean ± std over seeds at each level) with the ideal line."""
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = _subplots(figsize=(7, 6))
     colours = _colours(list(points))
     lo, hi = np.inf, -np.inf
     for k, (label, table) in enumerate(points.items()):
@@ -125,10 +114,9 @@ def recovery_plot(points: Mapping[str, pd.DataFrame], slopes: Mapping[str, str],
     return _save(fig, path)
 
 
-@_figure
 def rotation_probabilities(tables: Mapping[str, pd.DataFrame], path: str | Path, title: str) -> Path:
     """Class probabilities (MC-dropout mean ± std) vs rotation angle for one galaxy, one panel per model."""
-    fig, axes = plt.subplots(1, len(tables), figsize=(5.5 * len(tables), 4.2), sharey=True, squeeze=False)
+    fig, axes = _subplots(1, len(tables), figsize=(5.5 * len(tables), 4.2), sharey=True, squeeze=False)
     for ax, (label, table) in zip(axes[0], tables.items()):
         table = table.sort_values("angle_deg")
         for name, cls in zip(("p_cw", "p_acw", "p_other"), CLASSES):
@@ -148,10 +136,9 @@ def rotation_probabilities(tables: Mapping[str, pd.DataFrame], path: str | Path,
     return _save(fig, path)
 
 
-@_figure
 def eta_histograms(per_image: Mapping[str, pd.DataFrame], path: str | Path) -> Path:
     """Distributions of ⟨η⟩ per image, one panel per class pair, one histogram per model."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+    fig, axes = _subplots(1, 3, figsize=(15, 4), sharey=True)
     colours = _colours(list(per_image))
     bins = np.linspace(0, 1, 26)
     for ax, (key, title) in zip(axes, (("eta_sz", "η_SZ (ACW vs CW)"), ("eta_zn", "η_ZN (CW vs Other)"),
@@ -167,10 +154,9 @@ def eta_histograms(per_image: Mapping[str, pd.DataFrame], path: str | Path) -> P
     return _save(fig, path)
 
 
-@_figure
 def survey_plot(summary: pd.DataFrame, path: str | Path) -> Path:
     """Predicted survey galaxies per spin class and the CVS per model, mean ± std over seeds."""
-    fig, (ax_n, ax_c) = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, (ax_n, ax_c) = _subplots(1, 2, figsize=(13, 4.5))
     x = np.arange(len(summary))
     for k, (key, cls) in enumerate((("pct_cw", "CW"), ("pct_acw", "ACW"))):
         ax_n.bar(x + (k - 0.5) * 0.38, summary[f"{key}_mean"], 0.38, yerr=summary[f"{key}_std"].fillna(0),
@@ -189,10 +175,9 @@ def survey_plot(summary: pd.DataFrame, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-@_figure
 def sky_split_plot(summary: pd.DataFrame, path: str | Path) -> Path:
     """CVS north vs south of the galactic plane, and the fitted spin-sign dipole, per model (mean ± std)."""
-    fig, (ax_c, ax_d) = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, (ax_c, ax_d) = _subplots(1, 2, figsize=(13, 4.5))
     x = np.arange(len(summary))
     for k, (name, colour) in enumerate((("north", "tab:purple"), ("south", "tab:orange"))):
         ax_c.errorbar(x + (k - 0.5) * 0.2, summary[f"cvs_{name}_mean"], yerr=summary[f"cvs_{name}_std"].fillna(0),
@@ -216,10 +201,9 @@ def sky_split_plot(summary: pd.DataFrame, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-@_figure
 def validation_plot(rows: pd.DataFrame, truth_cvs: float, train_cvs: float, path: str | Path) -> Path:
     """Each model's predicted survey CVS (mean ± std) against the synthetic truth and the labelled training set."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = _subplots(figsize=(8, 4.5))
     x = np.arange(len(rows))
     ax.errorbar(x, rows["cvs_mean"], yerr=rows["cvs_std"].fillna(0), fmt="o", capsize=4, color="k",
                 label="predicted survey CVS")

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from ..conventions import ACW, CW, OTHER, hard_class
+from ..crop import crop_for
 from .overlap import BANDWIDTH, N_GRID, kde_on_grid, overlap_from_densities
 
 ANGLES_DEG: tuple[float, ...] = tuple(np.linspace(0.0, 180.0, 9))
@@ -131,6 +132,7 @@ def rotation_table(module: torch.nn.Module, store, rows: np.ndarray, angles_deg:
         raise ValueError(f"{getattr(store, 'path', store)} holds no margin images: the rotation study needs a "
                          f"labelled store built with margins (test.zarr), not a survey store")
     rotate = rotate or default_rotate()
+    crop = crop_for(module, store)  # the crop the model was trained at
     device = torch.device(device)
     module = module.to(device)
     enable_mc_dropout(module)
@@ -147,7 +149,7 @@ def rotation_table(module: torch.nn.Module, store, rows: np.ndarray, angles_deg:
     for start in range(0, len(rows), batch_images):
         chunk = rows[start:start + batch_images]
         images = torch.from_numpy(reader(chunk)).to(device).float() / 255.0
-        probs = mc_probabilities(module, images, store.image_size, angles_deg, n_passes, rotate).cpu().numpy()
+        probs = mc_probabilities(module, images, crop, angles_deg, n_passes, rotate).cpu().numpy()
         etas = overlaps(probs)
         n_angles = len(angles_deg)
         frame = {"row": np.repeat(chunk, n_angles), "label": np.repeat(labels[start:start + len(chunk)], n_angles),

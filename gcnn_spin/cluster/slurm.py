@@ -1,4 +1,4 @@
-"""Thin helpers over SLURM's command-line tools: job states (sacct, squeue), waiting, cluster health.
+"""Thin helpers over SLURM's command-line tools: job states (sacct, squeue), waiting, cancelling.
 
 States come from accounting (``sacct``, i.e. slurmdbd), which remembers finished, failed and cancelled
 jobs long after ``squeue`` forgets them (``MinJobAge``), overlaid with the controller's live view
@@ -8,7 +8,6 @@ they start). Poll these instead of ``sbatch --wait``, whose own polling slows to
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import shutil
 import subprocess
@@ -127,29 +126,3 @@ def cancel(job_ids: Iterable[str]) -> None:
     ids = [str(j) for j in job_ids]
     if ids:
         _run(["scancel", *ids])
-
-
-@dataclasses.dataclass(frozen=True)
-class ClusterCheck:
-    ok: bool
-    reason: str
-
-
-def check_cluster(partition: str | None = None, timeout_s: float = 10) -> ClusterCheck:
-    """Is there a controller that answers, an idle or busy node (in ``partition``), and working accounting?"""
-    try:
-        ping = _run(["scontrol", "ping"], timeout_s)
-        if "UP" not in ping:
-            return ClusterCheck(False, f"slurmctld is not up: {ping.strip()}")
-        cmd = ["sinfo", "-h", "-o", "%P|%a|%T"] + (["-p", partition] if partition else [])
-        rows = [line.split("|") for line in _run(cmd, timeout_s).splitlines() if line.strip()]
-        if not rows:
-            return ClusterCheck(False, f"sinfo lists no partition {partition or ''}".strip())
-        usable = [r for r in rows if r[1] == "up" and r[2].rstrip("*~#$@+") in
-                  {"idle", "mixed", "allocated", "completing"}]
-        if not usable:
-            return ClusterCheck(False, f"no usable node: sinfo says {rows}")
-        _run(["sacct", "-n", "-X", "-S", "now-1minutes", "-o", "JobID"], timeout_s)
-    except SlurmError as err:
-        return ClusterCheck(False, str(err))
-    return ClusterCheck(True, f"partition {partition or rows[0][0].rstrip('*')} up, accounting answers")

@@ -135,24 +135,3 @@ def read_gz1(path: str | os.PathLike, *, on_bad: str = "raise", report_path: str
     log.info("%s: %d GZ1 rows read, %d kept", path.name, n_rows, len(out))
     return out[list(OUTPUT_COLUMNS)]
 
-
-def format_sexagesimal(degrees, hours: bool, decimals: int | None = None) -> np.ndarray:
-    """Degrees ``(N,)`` -> GZ1-style strings: RA ``"00:02:05.65"`` (hours), DEC ``"-11:12:38.1"``, vectorised.
-
-    The inverse of :func:`parse_sexagesimal` to the printed precision (2 decimals for RA, 1 for DEC by default).
-    """
-    decimals = (2 if hours else 1) if decimals is None else decimals
-    value = np.asarray(degrees, dtype=np.float64) / (15.0 if hours else 1.0)
-    sign = np.where(value < 0, "-", "" if hours else "+")
-    # Round once in units of the last printed digit so that no field ever prints as 60.
-    scale = 10 ** decimals
-    ticks = np.round(np.abs(value) * 3600 * scale).astype(np.int64)
-    whole, frac = np.divmod(ticks, scale)
-    a, rest = np.divmod(whole, 3600)
-    b, c = np.divmod(rest, 60)
-    sec = pd.Series(c).astype(str).str.zfill(2)
-    if decimals:
-        sec = sec + "." + pd.Series(frac).astype(str).str.zfill(decimals)
-    out = (pd.Series(sign) + pd.Series(a).astype(str).str.zfill(2) + ":" + pd.Series(b).astype(str).str.zfill(2)
-           + ":" + sec)
-    return out.to_numpy(dtype=object)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from gcnn_spin.conventions import soft_targets
+from gcnn_spin.crop import MAX_SHRINK, served_sizes
 from gcnn_spin.data.augment import rotate_crop
 from gcnn_spin.data.store import Store, open_store
 
@@ -84,10 +85,11 @@ class StoreLoader:
         self.image_size = self.store.image_size if image_size is None else int(image_size)
         # A crop a few pixels smaller than the store's S keeps the pixel scale (e.g. LeNets at 160 from a 161
         # store); anything else would change the field of view the models were designed for.
-        if not self.store.image_size - 4 <= self.image_size <= self.store.image_size:
+        if self.image_size not in served_sizes(self.store.image_size):
             raise ValueError(
                 f"{self.store.path.name} was built for image_size {self.store.image_size}; crops of "
-                f"{self.store.image_size - 4}..{self.store.image_size} px can be read from it, not {self.image_size}"
+                f"{self.store.image_size - MAX_SHRINK}..{self.store.image_size} px can be read from it, "
+                f"not {self.image_size}"
             )
         if rotate and not self.store.margin:
             raise ValueError(

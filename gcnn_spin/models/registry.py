@@ -18,8 +18,9 @@ from .specs import SPECS, ModelSpec
 
 _SPECS: dict[str, ModelSpec] = {s.name: s for s in SPECS}
 
-#: Options every model takes, with defaults. ``init=False`` skips weight init (use before loading weights).
-COMMON_OPTIONS: dict[str, Any] = {"image_size": 160, "dropout": 0.5, "init": True}
+#: Options every model takes, with defaults (``image_size``: the spec's ``input_size``). ``init=False`` skips weight
+#: init (use before loading weights).
+COMMON_OPTIONS: dict[str, Any] = {"dropout": 0.5, "init": True}
 
 
 def names(filter: str | Iterable[str] = "") -> list[str]:
@@ -40,7 +41,7 @@ def spec(name: str) -> ModelSpec:
 def options(name: str) -> dict[str, Any]:
     """Build options ``name`` accepts, with their defaults."""
     s = spec(name)
-    valid = dict(COMMON_OPTIONS)
+    valid = {"image_size": s.input_size, **COMMON_OPTIONS}
     if s.family == "resnet":
         valid["base_width"] = 64
     if s.equivariant and s.output in ("invariant", "two_pass"):
@@ -90,15 +91,17 @@ _FAMILY_BUILDERS: dict[str, Callable[[ModelSpec, dict[str, Any]], nn.Module]] = 
 }
 
 
-def build(name: str, image_size: int = 160, dropout: float = 0.5, **opts: Any) -> nn.Module:
+def build(name: str, image_size: int | None = None, dropout: float = 0.5, **opts: Any) -> nn.Module:
     """Build model ``name``: ``(B, 3, S, S) -> (B, 3)`` logits (CW, ACW, Other), in training mode.
 
-    Options: ``image_size`` (S; the plain LeNet's FC layer depends on it), ``dropout`` (the MC-dropout layer
-    before the last layer), ``init``, and per family ``base_width`` (ResNets: stem channels, 64 as torchvision;
-    stages get 1, 2, 4, 8 times it) and ``flips`` (``g_`` models: D8 instead of C8). ``model.model_name`` and
+    Options: ``image_size`` (S, default the spec's ``input_size``; the plain LeNet's FC layer depends on it),
+    ``dropout`` (the MC-dropout layer before the last layer), ``init``, and per family ``base_width`` (ResNets:
+    stem channels, 64 as torchvision; stages get 1, 2, 4, 8 times it) and ``flips`` (``g_`` models: D8 instead of C8). ``model.model_name`` and
     ``model.model_options`` record how it was built (checkpoints store them).
     """
-    s, o = resolve(name, image_size=image_size, dropout=dropout, **opts)
+    if image_size is not None:
+        opts["image_size"] = image_size
+    s, o = resolve(name, dropout=dropout, **opts)
     model = _FAMILY_BUILDERS[s.family](s, o)
     if s.two_pass:
         from .chiral import TwoPass

@@ -51,6 +51,8 @@ class ModelSpec:
     #: Hidden widths of the MLP between pooling and the last linear layer.
     head_hidden: tuple[int, ...] = ()
     description: str = ""
+    #: Default crop side S (timm's per-model ``input_size``): exact for the family, the crop of 161 px stores.
+    input_size: int = 161
 
     @property
     def two_pass(self) -> bool:
@@ -122,7 +124,7 @@ def _resnet(name: str, depth: tuple, *, description: str, **kw) -> ModelSpec:
 
 def _lenet(name: str, *, description: str, **kw) -> ModelSpec:
     return ModelSpec(name, "lenet", "lenet", (1, 1), _LENET_WIDTHS, stem_width=0, head_hidden=_LENET_HEAD,
-                     description=description, **kw)
+                     input_size=160, description=description, **kw)
 
 
 SPECS: tuple[ModelSpec, ...] = (

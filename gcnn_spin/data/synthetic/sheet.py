@@ -11,17 +11,14 @@ import numpy as np
 def contact_sheet(images: Sequence[np.ndarray], titles: Sequence[str], path: str | os.PathLike,
                   n_cols: int = 6, panel_inches: float = 2.3) -> None:
     """Save ``images`` (each ``(H, W, 3)`` uint8) as a grid PNG with one title per panel."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no backend to choose, no global figure to close
 
     from gcnn_spin.io import atomic_path
 
     n = len(images)
     n_rows = max(1, -(-n // n_cols))
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * panel_inches, n_rows * (panel_inches + 0.3)),
-                             squeeze=False)
+    fig = Figure(figsize=(n_cols * panel_inches, n_rows * (panel_inches + 0.3)))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, title in zip(axes.ravel(), images, titles):
@@ -30,7 +27,6 @@ def contact_sheet(images: Sequence[np.ndarray], titles: Sequence[str], path: str
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
 
 
 def survey_sheet(raw_dir: str | os.PathLike, path: str | os.PathLike, n: int = 24, seed: int = 0) -> None:
