@@ -17,18 +17,19 @@ class PooledHead(nn.Module):
 
     ``pool="mean"``: max over the ``group_size`` channels of each regular field (group pooling; ``group_size=1``
     skips it), then the spatial mean; ``pool="flatten"``: flatten as a classic LeNet. Then an MLP with ReLUs
-    (``hidden``), the MC-dropout layer, and the last linear layer. With ``tie_spirals`` the last layer has 2
-    outputs (Spiral, Other) and the logits are ``(Spiral, Spiral, Other)``: CW == ACW by construction.
+    (``hidden``) and the last linear layer, with the MC-dropout layer where the study put it: ``dropout_at="last"``
+    before the last linear layer (LeNets: FC 84 -> Dropout -> FC 3; ResNets), ``"head"`` before the MLP (the CE
+    ResNet50 drops the pooled 2048 features). Without ``hidden`` both are the same place.
     """
 
     def __init__(self, in_features: int, n_out: int = 3, *, hidden: Sequence[int] = (), dropout: float = 0.5,
-                 group_size: int = 1, pool: str = "mean", tie_spirals: bool = False):
+                 group_size: int = 1, pool: str = "mean", dropout_at: str = "last"):
         super().__init__()
         if pool not in ("mean", "flatten"):
             raise ValueError(f"pool must be 'mean' or 'flatten', got {pool!r}")
-        if tie_spirals and n_out != 3:
-            raise ValueError("tie_spirals needs n_out=3 (CW, ACW, Other)")
-        self.group_size, self.pool, self.tie_spirals = group_size, pool, tie_spirals
+        if dropout_at not in ("last", "head"):
+            raise ValueError(f"dropout_at must be 'last' or 'head', got {dropout_at!r}")
+        self.group_size, self.pool, self.dropout_at = group_size, pool, dropout_at
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:
@@ -36,20 +37,19 @@ class PooledHead(nn.Module):
             width = h
         self.mlp = nn.Sequential(*layers)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(width, 2 if tie_spirals else n_out)
+        self.fc = nn.Linear(width, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.group_size > 1:
             b, c, h, w = x.shape
             x = x.reshape(b, c // self.group_size, self.group_size, h, w).amax(dim=2)
         x = x.mean(dim=(2, 3)) if self.pool == "mean" else x.flatten(1)
-        x = self.fc(self.dropout(self.mlp(x)))
-        if self.tie_spirals:
-            x = torch.cat([x[:, :1], x[:, :1], x[:, 1:]], dim=1)
-        return x
+        if self.dropout_at == "head":
+            return self.fc(self.mlp(self.dropout(x)))
+        return self.fc(self.dropout(self.mlp(x)))
 
     def extra_repr(self) -> str:
-        return f"group_size={self.group_size}, pool={self.pool!r}, tie_spirals={self.tie_spirals}"
+        return f"group_size={self.group_size}, pool={self.pool!r}, dropout_at={self.dropout_at!r}"
 
 
 class FieldDropout(nn.Dropout):

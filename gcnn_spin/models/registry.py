@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from .specs import SPECS, ModelSpec
+from .specs import SPECS, WIDTH_RULES, ModelSpec
 
 _SPECS: dict[str, ModelSpec] = {s.name: s for s in SPECS}
 
@@ -43,6 +43,8 @@ def options(name: str) -> dict[str, Any]:
     valid = dict(COMMON_OPTIONS)
     if s.family == "resnet":
         valid["base_width"] = 64
+        if s.equivariant:
+            valid["width"] = "channels"  # or "fixparams" (the study's); see gcnn_spin.models.fields
     if s.equivariant and s.output in ("invariant", "two_pass"):
         valid["flips"] = False  # True: D_N instead of C_N
     return valid
@@ -58,6 +60,8 @@ def resolve(name: str, **opts: Any) -> tuple[ModelSpec, dict[str, Any]]:
     s = spec(name)
     if resolved.get("flips"):
         s = dataclasses.replace(s, flips=True)
+    if "width" in resolved and resolved["width"] not in WIDTH_RULES:
+        raise ValueError(f"{name}: unknown width rule {resolved['width']!r}; valid: {', '.join(WIDTH_RULES)}")
     if not 0.0 <= resolved["dropout"] < 1.0:
         raise ValueError(f"{name}: dropout must be in [0, 1), got {resolved['dropout']}")
     s.feature_size(resolved["image_size"])  # raises when the input is too small for the model
@@ -68,7 +72,7 @@ def _build_resnet(s: ModelSpec, o: dict[str, Any]) -> nn.Module:
     if s.equivariant:
         from .g_resnet import build_g_resnet
 
-        return build_g_resnet(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"])
+        return build_g_resnet(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"], width=o["width"])
     from .resnet import build_resnet
 
     return build_resnet(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"])
@@ -93,9 +97,10 @@ _FAMILY_BUILDERS: dict[str, Callable[[ModelSpec, dict[str, Any]], nn.Module]] = 
 def build(name: str, image_size: int = 160, dropout: float = 0.5, **opts: Any) -> nn.Module:
     """Build model ``name``: ``(B, 3, S, S) -> (B, 3)`` logits (CW, ACW, Other), in training mode.
 
-    Options: ``image_size`` (S; the plain LeNet's FC layer depends on it), ``dropout`` (the MC-dropout layer
-    before the last layer), ``init``, and per family ``base_width`` (ResNets: stem channels, 64 as torchvision;
-    stages get 1, 2, 4, 8 times it) and ``flips`` (``g_`` models: D8 instead of C8). ``model.model_name`` and
+    Options: ``image_size`` (S; the plain LeNet's FC layer depends on it), ``dropout`` (the MC-dropout layer,
+    placed by ``spec.dropout_at``), ``init``, and per family ``base_width`` (ResNets: stem channels, 64 as
+    torchvision; stages get 1, 2, 4, 8 times it), ``width`` (G-ResNets: ``"channels"`` or the study's
+    ``"fixparams"``, see :mod:`.fields`) and ``flips`` (``g_`` models: D8 instead of C8). ``model.model_name`` and
     ``model.model_options`` record how it was built (checkpoints store them).
     """
     s, o = resolve(name, image_size=image_size, dropout=dropout, **opts)
