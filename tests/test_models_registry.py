@@ -240,3 +240,27 @@ def test_dropout_sits_where_the_study_put_it(name, at, built):
         assert seen[first_dropout + 1] == "mlp"
     else:
         assert seen[first_dropout + 1] == "fc"
+
+
+@pytest.mark.parametrize("name", ["resnet18", "ce_resnet50", "g_resnet18", "gc_resnet18"])
+def test_sample_only_dropout_is_off_in_training_and_on_for_mc_sampling(name):
+    """dropout_in_training=False (the study's ResNets): training passes are deterministic, MC sampling still
+    draws masks, eval() switches sampling off again, and the exported model keeps the behaviour."""
+    size = small_size(name)
+    x = torch.rand(4, 3, size, size)
+    torch.manual_seed(0)
+    model = M.build(name, image_size=size, dropout_in_training=False, **small_options(name))
+    assert model.model_options["dropout_in_training"] is False
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))  # training mode, batch statistics, no dropout
+        model.eval()
+        assert M.enable_mc_dropout(model) == 1
+        assert not torch.allclose(model(x), model(x))
+        model.eval()
+        assert torch.equal(model(x), model(x))
+        exported = M.export(model)
+        M.enable_mc_dropout(exported)
+        assert not torch.allclose(exported(x), exported(x))
+        trained_with = M.build(name, image_size=size, **small_options(name))  # the default keeps it in training
+        assert not torch.allclose(trained_with(x), trained_with(x))
+    assert "dropout_in_training" not in M.options("lenet")  # the study's LeNets train with their dropout

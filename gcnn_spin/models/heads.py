@@ -12,6 +12,31 @@ import torch
 from torch import nn
 
 
+class MCDropout(nn.Dropout):
+    """``nn.Dropout`` that can be kept for MC sampling only (``sample_only``), as the study's ResNets had it.
+
+    Ordinary (``sample_only=False``): drops in training mode, like ``nn.Dropout``. ``sample_only=True``: off in
+    training and in eval, on only after :func:`~.registry.enable_mc_dropout` (which sets ``sampling``); any
+    ``train()``/``eval()`` call switches sampling off again. Holds no tensors, so state dicts are unchanged.
+    """
+
+    sample_only: bool = False
+    sampling: bool = False
+
+    def train(self, mode: bool = True):
+        self.sampling = False
+        return super().train(mode)
+
+    def is_active(self) -> bool:
+        return self.training and self.p > 0 and (self.sampling or not self.sample_only)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) if self.is_active() else x
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, sample_only={self.sample_only}"
+
+
 class PooledHead(nn.Module):
     """Features ``(B, C, H, W)`` -> logits ``(B, n_out)``.
 
@@ -36,7 +61,7 @@ class PooledHead(nn.Module):
             layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
             width = h
         self.mlp = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = MCDropout(dropout)
         self.fc = nn.Linear(width, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,7 +77,7 @@ class PooledHead(nn.Module):
         return f"group_size={self.group_size}, pool={self.pool!r}, dropout_at={self.dropout_at!r}"
 
 
-class FieldDropout(nn.Dropout):
+class FieldDropout(MCDropout):
     """Dropout of whole regular fields: ``(B, F * G, H, W)``, each field's ``G`` channels kept or dropped together.
 
     A mask on whole fields commutes with the group action, so with MC dropout on, every sample (every mask) is
@@ -64,7 +89,7 @@ class FieldDropout(nn.Dropout):
         self.group_size = group_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
+        if not self.is_active():
             return x
         b, c = x.shape[:2]
         fields = c // self.group_size
@@ -72,4 +97,4 @@ class FieldDropout(nn.Dropout):
         return (x.reshape(b, fields, self.group_size, -1) * keep).reshape(x.shape)
 
     def extra_repr(self) -> str:
-        return f"group_size={self.group_size}, p={self.p}"
+        return f"group_size={self.group_size}, {super().extra_repr()}"

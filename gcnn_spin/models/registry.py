@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from .heads import MCDropout
 from .specs import SPECS, WIDTH_RULES, ModelSpec
 
 _SPECS: dict[str, ModelSpec] = {s.name: s for s in SPECS}
@@ -43,6 +44,7 @@ def options(name: str) -> dict[str, Any]:
     valid = dict(COMMON_OPTIONS)
     if s.family == "resnet":
         valid["base_width"] = 64
+        valid["dropout_in_training"] = True  # False: the study's ResNets, dropout for MC sampling only
         if s.equivariant:
             valid["width"] = "channels"  # or "fixparams" (the study's); see gcnn_spin.models.fields
     if s.equivariant and s.output in ("invariant", "two_pass"):
@@ -99,12 +101,19 @@ def build(name: str, image_size: int = 160, dropout: float = 0.5, **opts: Any) -
 
     Options: ``image_size`` (S; the plain LeNet's FC layer depends on it), ``dropout`` (the MC-dropout layer,
     placed by ``spec.dropout_at``), ``init``, and per family ``base_width`` (ResNets: stem channels, 64 as
-    torchvision; stages get 1, 2, 4, 8 times it), ``width`` (G-ResNets: ``"channels"`` or the study's
-    ``"fixparams"``, see :mod:`.fields`) and ``flips`` (``g_`` models: D8 instead of C8). ``model.model_name`` and
+    torchvision; stages get 1, 2, 4, 8 times it), ``dropout_in_training`` (ResNets; ``False``: the dropout layer
+    stays off in training and only MC sampling switches it on, as the study trained its ResNets and switched
+    dropout on at test time; LeNets always train with it, as the study's), ``width`` (G-ResNets: ``"channels"``
+    or the study's ``"fixparams"``, see :mod:`.fields`) and ``flips`` (``g_`` models: D8 instead of C8).
+    ``model.model_name`` and
     ``model.model_options`` record how it was built (checkpoints store them).
     """
     s, o = resolve(name, image_size=image_size, dropout=dropout, **opts)
     model = _FAMILY_BUILDERS[s.family](s, o)
+    if not o.get("dropout_in_training", True):
+        for module in model.modules():
+            if isinstance(module, MCDropout):
+                module.sample_only = True
     if s.two_pass:
         from .chiral import TwoPass
 
@@ -126,5 +135,7 @@ def enable_mc_dropout(model: nn.Module) -> int:
         if isinstance(module, nn.modules.dropout._DropoutNd) or type(module).__name__ in ("PointwiseDropout",
                                                                                           "FieldDropout"):
             module.train(True)
+            if isinstance(module, MCDropout):
+                module.sampling = True  # also for sample-only dropout (after train(), which clears it)
             n += 1
     return n
