@@ -1,4 +1,8 @@
-"""Per-model cost: parameters, build time, train and inference throughput, peak memory (``make bench-models``).
+"""Per-model cost: parameters, FLOPs, build time, train and inference throughput, peak memory (``make bench-models``).
+
+First a cost table: parameters, FLOPs of one prediction (``torch.utils.flop_counter`` on the exported module, batch
+1, two passes for two-pass models; a multiply-add counts 2) and build time of every model, the G-ResNets under
+both width rules (``"fixparams"``, the study's, and ``"channels"``; see ``gcnn_spin.models.fields``).
 
 Train throughput is forward + backward + AdamW step on random images with soft targets; inference compares the
 escnn model in eval mode (cached filters) with its plain-PyTorch export. Every model runs one train step and one
@@ -16,6 +20,7 @@ build times depend on the order (models are built in registry order).
     python bench/bench_models.py                                    # CPU, S=64, batch 16 (~2 min)
     python bench/bench_models.py --device cuda --image-size 160 --bf16 --batch-size 100
     python bench/bench_models.py --models 'g_resnet18*' gc_resnet18 --rounds 5
+    python bench/bench_models.py --costs-only --image-size 161          # params and FLOPs at the study's size
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from tqdm import tqdm
 from gcnn_spin import models as M
 from gcnn_spin.io import write_json_atomic
 from gcnn_spin.models.export import to_program
+from gcnn_spin.models.specs import WIDTH_RULES
 
 RATIOS = (("gc_resnet18", "g_resnet18", "one-pass chiral D8 vs C8 (target <= 1.15)"),
           ("g_resnet18_c", "g_resnet18", "two-pass predict cost"),
@@ -52,9 +58,65 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for train and inference")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (CUDA)")
     p.add_argument("--base-width", type=int, default=64, help="ResNet stem width (default: 64, torchvision's)")
+    p.add_argument("--width", choices=WIDTH_RULES, default="channels",
+                   help="G-ResNet width rule of the timed models (default: channels; the cost table shows both)")
+    p.add_argument("--costs-only", action="store_true", help="print the parameter/FLOP table only, no timing")
     p.add_argument("--program", action="store_true", help="also time the torch.export program of each model")
     p.add_argument("--json", type=Path, help="also write the results here as JSON")
     return p.parse_args(argv)
+
+
+def build_options(name: str, args: argparse.Namespace, width: str | None = None) -> dict:
+    """The build options ``name`` accepts among ``--base-width`` and the width rule."""
+    accepted = M.options(name)
+    opts = {"base_width": args.base_width} if "base_width" in accepted else {}
+    if "width" in accepted:
+        opts["width"] = width or args.width
+    return opts
+
+
+def count_flops(module: torch.nn.Module, image_size: int) -> int:
+    """FLOPs of one ``(1, 3, S, S)`` prediction of ``module`` (eval mode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, image_size, image_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module.eval()(x)
+    return counter.get_total_flops()
+
+
+def cost_rows(selected: list[str], args: argparse.Namespace) -> list[dict]:
+    """Parameters, FLOPs per prediction and build time of each model, per width rule where it has one (CPU)."""
+    rows = []
+    for name in tqdm(selected, desc="params and FLOPs", unit="model"):
+        widths = WIDTH_RULES if "width" in M.options(name) else (None,)
+        for width in widths:
+            t0 = time.perf_counter()
+            model = M.build(name, image_size=args.image_size, **build_options(name, args, width))
+            build_s = time.perf_counter() - t0
+            rows.append({"model": name, "width": width or "-", "params": sum(p.numel() for p in model.parameters()),
+                         "gflops": count_flops(M.export(model), args.image_size) / 1e9, "build_s": build_s})
+    return rows
+
+
+def _plain_twin(name: str) -> str | None:
+    """The plain ResNet a ResNet-family model is compared with (None for LeNets)."""
+    s = M.spec(name)
+    if s.family != "resnet":
+        return None
+    return "resnet50" if s.block == "bottleneck" else "resnet18"
+
+
+def cost_table(rows: list[dict], args: argparse.Namespace) -> str:
+    plain = {r["model"]: r for r in rows if r["width"] == "-"}
+    lines = [f"Cost per prediction at S={args.image_size}, base width {args.base_width} (CPU build times)",
+             "| model | width | params | GFLOPs | params / plain | GFLOPs / plain | build s |", "|" + "---|" * 7]
+    for r in rows:
+        ref = plain.get(_plain_twin(r["model"]))
+        ratios_ = [f"{r[key] / ref[key]:.2f}" if ref else "-" for key in ("params", "gflops")]
+        lines.append(f"| {r['model']} | {r['width']} | {r['params'] / 1e6:.2f} M | {r['gflops']:.2f} | "
+                     f"{ratios_[0]} | {ratios_[1]} | {r['build_s']:.1f} |")
+    return "\n".join(lines)
 
 
 def _sync(device: torch.device) -> None:
@@ -98,9 +160,8 @@ class Bench:
 
     def __init__(self, name: str, args: argparse.Namespace, device: torch.device):
         self.name, self.device, self.args = name, device, args
-        opts = {"base_width": args.base_width} if "base_width" in M.options(name) else {}
         t0 = time.perf_counter()
-        self.model = M.build(name, image_size=args.image_size, **opts).to(device)
+        self.model = M.build(name, image_size=args.image_size, **build_options(name, args)).to(device)
         _sync(device)
         self.build_s = time.perf_counter() - t0
         if args.channels_last:
@@ -162,11 +223,16 @@ class Bench:
                 self.times[key].append(seconds)
 
 
-def run(args: argparse.Namespace) -> list[dict]:
-    device = torch.device(args.device)
+def select(args: argparse.Namespace) -> list[str]:
     selected = M.names(args.models) if args.models else M.names()
     if not selected:
         raise SystemExit(f"no model matches {args.models}; valid names: {', '.join(M.names())}")
+    return selected
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    device = torch.device(args.device)
+    selected = select(args)
     benches, rows = [], []
     for name in tqdm(selected, desc="build, export, memory", unit="model"):
         bench = Bench(name, args, device)
@@ -204,7 +270,7 @@ def _fmt(value, spec: str) -> str:
 
 def table(rows: list[dict], args: argparse.Namespace) -> str:
     head = ("model", "group", "params", "build s", "train img/s", "infer img/s", "export img/s", "peak MB")
-    lines = [f"S={args.image_size}, batch {args.batch_size}, device {args.device}"
+    lines = [f"S={args.image_size}, batch {args.batch_size}, device {args.device}, G-ResNet width {args.width}"
              f"{', bf16' if args.bf16 else ''}, torch threads {torch.get_num_threads()}, best of {args.rounds}",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -221,10 +287,13 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    rows = run(args)
-    print(table(rows, args))
+    costs = cost_rows(select(args), args)
+    print(cost_table(costs, args))
+    rows = [] if args.costs_only else run(args)
+    if rows:
+        print(table(rows, args))
     if args.json:
-        write_json_atomic(args.json, {"args": vars(args), "rows": rows, "ratios": ratios(rows)})
+        write_json_atomic(args.json, {"args": vars(args), "costs": costs, "rows": rows, "ratios": ratios(rows)})
 
 
 if __name__ == "__main__":

@@ -182,3 +182,85 @@ def test_dropout_option_sets_the_mc_dropout_rate():
     with torch.no_grad():
         assert torch.equal(model(x), model(x))
     assert model.head.dropout.p == 0.0
+
+
+def test_width_rules_count_regular_fields_as_the_study_and_as_the_plain_channels():
+    from gcnn_spin.models.fields import n_fields
+
+    # fixparams (escnn's e2wrn rule, the study's): int(c * sqrt|G| / |G|)
+    assert [n_fields(c, 8, "fixparams") for c in (64, 128, 256, 512)] == [22, 45, 90, 181]
+    assert [n_fields(c, 16, "fixparams") for c in (64, 128, 256, 512)] == [16, 32, 64, 128]
+    assert [n_fields(c, 8, "channels") for c in (64, 128, 256, 512)] == [8, 16, 32, 64]
+    with pytest.raises(ValueError, match="fixparams"):
+        n_fields(64, 8, "params")
+    with pytest.raises(ValueError, match="valid: fixparams, channels"):
+        M.build("g_resnet18", width="wide")
+    assert "width" in M.options("gc_resnet50") and "width" not in M.options("resnet18")
+    assert "width" not in M.options("g_lenet")  # the G-LeNet's widths count fields already (study's LeNet)
+
+
+def test_fixparams_keeps_the_plain_parameter_count_and_makes_gc_and_c_models_match():
+    """At the study's width every G-ResNet18 has about ResNet18's parameters, and the one-pass D8 gc_ model
+    the parameters of its two-pass C8 twin; at "channels" width the C8 model has about 1/8 of them."""
+    def n_params(name, **opts):
+        return sum(p.numel() for p in M.build(name, init=False, image_size=33, **opts).parameters())
+
+    plain = n_params("resnet18")
+    wide = {name: n_params(name, width="fixparams") for name in ("g_resnet18", "g_resnet18_c", "gc_resnet18")}
+    assert all(0.8 < n / plain < 1.0 for n in wide.values()), (plain, wide)
+    assert abs(wide["gc_resnet18"] / wide["g_resnet18_c"] - 1) < 0.02
+    assert 6 < plain / n_params("g_resnet18", width="channels") < 10
+
+
+def test_wide_g_resnet_records_its_width_and_exports_at_the_study_channel_counts():
+    model = M.build("g_resnet18", image_size=33, width="fixparams", base_width=16, init=False)
+    assert model.model_options["width"] == "fixparams"
+    exported = M.export(model)
+    # 16 torchvision channels -> int(16 * sqrt(8) / 8) = 5 fields of 8 channels; stage 4 (128) -> 45 fields
+    assert exported.conv1.out_channels == 40 and exported.layer4[-1].conv2.out_channels == 360
+
+
+@pytest.mark.parametrize("name, at", [("lenet", "last"), ("g_lenet", "last"), ("resnet18", "last"),
+                                      ("g_resnet18", "last"), ("ce_resnet50", "head")])
+def test_dropout_sits_where_the_study_put_it(name, at, built):
+    """The study's code: LeNets FC 84 -> Dropout -> FC 3, G-ResNets group pooling -> Dropout -> Linear, the CE
+    ResNet50 Dropout on the pooled features before its MLP head."""
+    assert M.spec(name).dropout_at == at
+    head = built(name).head if not M.spec(name).two_pass else built(name).backbone.head
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o, tag=tag: seen.append(tag))
+             for tag, m in (("dropout", head.dropout), ("fc", head.fc), *(("mlp", l) for l in head.mlp[:1]))]
+    size = small_size(name)
+    with torch.no_grad():
+        built(name)(torch.rand(1, 3, size, size))
+    for hook in hooks:
+        hook.remove()
+    first_dropout = seen.index("dropout")
+    if at == "head":
+        assert seen[first_dropout + 1] == "mlp"
+    else:
+        assert seen[first_dropout + 1] == "fc"
+
+
+@pytest.mark.parametrize("name", ["resnet18", "ce_resnet50", "g_resnet18", "gc_resnet18"])
+def test_sample_only_dropout_is_off_in_training_and_on_for_mc_sampling(name):
+    """dropout_in_training=False (the study's ResNets): training passes are deterministic, MC sampling still
+    draws masks, eval() switches sampling off again, and the exported model keeps the behaviour."""
+    size = small_size(name)
+    x = torch.rand(4, 3, size, size)
+    torch.manual_seed(0)
+    model = M.build(name, image_size=size, dropout_in_training=False, **small_options(name))
+    assert model.model_options["dropout_in_training"] is False
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))  # training mode, batch statistics, no dropout
+        model.eval()
+        assert M.enable_mc_dropout(model) == 1
+        assert not torch.allclose(model(x), model(x))
+        model.eval()
+        assert torch.equal(model(x), model(x))
+        exported = M.export(model)
+        M.enable_mc_dropout(exported)
+        assert not torch.allclose(exported(x), exported(x))
+        trained_with = M.build(name, image_size=size, **small_options(name))  # the default keeps it in training
+        assert not torch.allclose(trained_with(x), trained_with(x))
+    assert "dropout_in_training" not in M.options("lenet")  # the study's LeNets train with their dropout

@@ -160,6 +160,18 @@ def test_rotation_table_and_model_comparison():
     assert comparison["n_images"] == 3
     assert comparison["eta_sz_a_lower"] == pytest.approx(2 / 3) and comparison["eta_sz_b_lower"] == pytest.approx(1 / 3)
     assert comparison["eta_zn_b_lower"] == 1.0 and comparison["eta_sn_a_lower"] == 0.0  # ties count for neither
+    assert comparison["eta_sn_within"] == 1.0 and comparison["eta_sz_within"] == 0.0
+
+
+def test_model_comparison_counts_lower_only_beyond_the_tolerance():
+    """The study's count: a model has the lower ⟨η⟩ only by more than 0.01; the rest are within 0.01."""
+    a = pd.DataFrame({"row": range(5), "eta_sz": [0.100, 0.100, 0.100, 0.100, 0.100], "eta_zn": 0.5, "eta_sn": 0.5})
+    b = pd.DataFrame({"row": range(5), "eta_sz": [0.105, 0.095, 0.130, 0.050, 0.1099], "eta_zn": 0.5, "eta_sn": 0.5})
+    row = compare_models({"m1": a, "m2": b}).iloc[0]
+    assert (row["eta_sz_a_lower"], row["eta_sz_within"], row["eta_sz_b_lower"]) == pytest.approx((0.2, 0.6, 0.2))
+    loose = compare_models({"m1": a, "m2": b}, tolerance=0.0).iloc[0]
+    assert (loose["eta_sz_a_lower"], loose["eta_sz_within"], loose["eta_sz_b_lower"]) == pytest.approx((0.6, 0, 0.4))
+    assert list(row.index[3:6]) == ["eta_sz_a_lower", "eta_sz_within", "eta_sz_b_lower"]
 
 
 def test_survey_store_without_margin_is_refused():

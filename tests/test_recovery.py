@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gcnn_spin.analysis.recovery import (CVS_LEVELS, fit_line, possible_levels, recovery_points, resample,
+from gcnn_spin.analysis.recovery import (CVS_LEVELS, N_SET, fit_line, possible_levels, recovery_points, resample,
                                          run_recovery, spiral_set, spirals_found)
 from gcnn_spin.analysis.runs import discover_runs
 from gcnn_spin.analysis.studies import run_recovery_task, study_path
@@ -48,15 +48,36 @@ def test_resampled_sets_keep_the_total_and_hit_the_set_cvs(rng):
     table = spiral_set(labelled(true, true))
     n = len(table)
     assert n == int(((true == CW) | (true == ACW)).sum())
-    sets = resample(table["true_class"].to_numpy(), draws=2, seed=3)
+    sets = resample(table["true_class"].to_numpy(), draws=2, seed=3, n_set=None)
     assert [s["level"] for s in sets[::2]] == list(CVS_LEVELS)
     for s in sets:
         drawn = table["true_class"].to_numpy()[s["indices"]]
         assert len(drawn) == n
         assert (drawn == ACW).sum() == s["n_acw"] and (drawn == CW).sum() == s["n_cw"]
         assert s["set_cvs"] == pytest.approx(s["level"], abs=1.5 / math.sqrt(n))  # up to rounding one galaxy
-    again = resample(table["true_class"].to_numpy(), draws=2, seed=3)
+    again = resample(table["true_class"].to_numpy(), draws=2, seed=3, n_set=None)
     assert all(np.array_equal(a["indices"], b["indices"]) for a, b in zip(sets, again))  # same sets for every run
+
+
+def test_sets_hold_the_study_n_and_draw_without_replacement_where_a_class_is_large_enough():
+    """The study's test set (1,753 ACW, 1,580 CW) gives sets of 2,333 with no galaxy drawn twice at any level."""
+    true = np.array([ACW] * 1753 + [CW] * 1580 + [OTHER] * 500)
+    assert N_SET == 2333
+    sets = resample(true, draws=2, seed=0)
+    assert [s["level"] for s in sets[::2]] == list(CVS_LEVELS)
+    for s in sets:
+        assert len(s["indices"]) == N_SET and len(np.unique(s["indices"])) == N_SET
+        assert not s["acw_with_replacement"] and not s["cw_with_replacement"]
+        assert set(true[s["indices"]]) <= {ACW, CW}
+
+
+def test_a_class_too_small_for_its_share_is_drawn_with_replacement_and_flagged():
+    true = np.array([ACW] * 1200 + [CW] * 3000)  # +12 needs 1,456 ACW in a set of 2,333
+    points = recovery_points(true, resample(true, draws=1, seed=0))
+    flagged = points.set_index("level")
+    assert flagged.loc[12.0, "acw_with_replacement"] and not flagged.loc[12.0, "cw_with_replacement"]
+    assert not flagged.loc[0.0, ["acw_with_replacement", "cw_with_replacement"]].any()
+    assert (points["n_acw_set"] + points["n_cw_set"] == N_SET).all()
 
 
 def test_perfect_predictor_recovers_slope_one(rng):
@@ -110,15 +131,18 @@ def test_small_sets_drop_the_levels_they_cannot_reach():
     assert possible_levels(100) == [-9.0, -6.0, -3.0, 0.0, 3.0, 6.0, 9.0]  # |CVS| < sqrt(100) = 10
     assert possible_levels(10_000) == list(CVS_LEVELS)
     with pytest.raises(ValueError, match="S/Z galaxies"):
-        resample(np.array([CW, ACW, CW, ACW]))
+        resample(np.array([CW, ACW, CW, ACW]), n_set=None)
+    with pytest.raises(ValueError, match="both spins"):
+        resample(np.array([CW, CW, CW]))
 
 
 def test_recovery_points_count_predicted_spirals():
     predicted = np.array([CW, ACW, OTHER, ACW])
     sets = [{"level": 0.0, "draw": 0, "indices": np.array([0, 1, 2, 3, 3]), "n_acw": 3, "n_cw": 2,
-             "set_cvs": 1 / math.sqrt(5)}]
+             "set_cvs": 1 / math.sqrt(5), "acw_with_replacement": True, "cw_with_replacement": False}]
     row = recovery_points(predicted, sets).iloc[0]
     assert (row["n_acw_pred"], row["n_cw_pred"]) == (3, 1) and row["pred_cvs"] == pytest.approx(2 / 2)
+    assert row["acw_with_replacement"] and not row["cw_with_replacement"]
 
 
 def test_spirals_found_on_the_sz_set():

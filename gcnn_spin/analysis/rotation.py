@@ -19,7 +19,7 @@ import torch
 
 from ..conventions import ACW, CW, OTHER, hard_class
 from ..crop import crop_for
-from .overlap import BANDWIDTH, N_GRID, kde_on_grid, overlap_from_densities
+from .overlap import BANDWIDTH, ETA_TOLERANCE, N_GRID, compare_overlaps, kde_on_grid, overlap_from_densities
 
 ANGLES_DEG: tuple[float, ...] = tuple(np.linspace(0.0, 180.0, 9))
 N_PASSES = 10
@@ -173,8 +173,10 @@ def mean_over_angles(table: pd.DataFrame) -> pd.DataFrame:
     return table.groupby("row", sort=True)[list(PAIRS)].mean().reset_index()
 
 
-def compare_models(per_image: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """For each pair of models and each η: the fraction of common images where each has the lower ⟨η⟩.
+def compare_models(per_image: dict[str, pd.DataFrame], tolerance: float = ETA_TOLERANCE) -> pd.DataFrame:
+    """For each pair of models and each η, the fractions of common images where model a has the lower ⟨η⟩ by
+    more than ``tolerance`` (``{η}_a_lower``), where the two are within ``tolerance`` (``{η}_within``) and where
+    model b is lower by more than it (``{η}_b_lower``), as the study counted (:func:`~.overlap.compare_overlaps`).
 
     ``per_image`` maps a model to its ⟨η⟩ per image (``row`` + η columns), e.g. averaged over seeds.
     """
@@ -187,9 +189,8 @@ def compare_models(per_image: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 continue
             row = {"model_a": a, "model_b": b, "n_images": len(merged)}
             for name in PAIRS:
-                eta_a, eta_b = merged[f"{name}_a"].to_numpy(), merged[f"{name}_b"].to_numpy()
-                row[f"{name}_a_lower"] = float((eta_a < eta_b).mean())
-                row[f"{name}_b_lower"] = float((eta_b < eta_a).mean())
+                fractions = compare_overlaps(merged[f"{name}_a"].to_numpy(), merged[f"{name}_b"].to_numpy(), tolerance)
+                row.update({f"{name}_{k}": v for k, v in fractions.items()})
             out.append(row)
-    columns = ["model_a", "model_b", "n_images", *[f"{n}_{w}_lower" for n in PAIRS for w in ("a", "b")]]
+    columns = ["model_a", "model_b", "n_images", *[f"{n}_{k}" for n in PAIRS for k in ("a_lower", "within", "b_lower")]]
     return pd.DataFrame(out, columns=columns)

@@ -59,7 +59,7 @@ def _write(table: pd.DataFrame, out: Path, identity: dict[str, Any], run: Run) -
 def recovery_identity(run: Run, levels=recovery.CVS_LEVELS, draws: int = recovery.N_DRAWS,
                       resample_seed: int = 0) -> dict[str, Any]:
     return {"study": "recovery", "test_predictions": _sha256(run.path / "test_predictions.parquet"),
-            "levels": list(levels), "draws": draws, "resample_seed": resample_seed}
+            "levels": list(levels), "draws": draws, "resample_seed": resample_seed, "n_set": recovery.N_SET}
 
 
 def run_recovery_task(run: Run, results: str | Path, levels=recovery.CVS_LEVELS, draws: int = recovery.N_DRAWS,

@@ -11,8 +11,12 @@ and the same rotation angles:
 Shuffle quality vs read cost: an image's batch-mates come from its window (``window_blocks * block_images``
 images, 1,024 by default) or the next one; windows are drawn afresh each epoch. Bigger windows mix better but
 hold more decoded blocks in memory (two windows, ~320 MB at ``S = 160``); smaller blocks mix better but cost
-more read requests (zarr has ~0.3 ms overhead per chunk request). Since a block is a contiguous run of the
-store, write train stores in random row order: then block-level mixing is as good as a full shuffle.
+more read requests (zarr has ~0.3 ms overhead per chunk request). Stores are sorted by ``dr8_id``, i.e. by sky
+position, so neighbouring rows share their sky's class mix (galaxy groups, survey stripes). Blocks of one chunk
+(32 images) drawn 32 to a window keep batches representative: on a simulated 36k-row train store sorted by
+``dr8_id`` with clustered classes, the per-batch class-fraction std is within 1.07x of a global shuffle's
+(256-image blocks, 4 per window: up to 1.4x); ``bench/bench_shuffle.py`` measures it, BENCHMARKS.md has the
+figures.
 
 A background thread reads and decompresses blocks and gathers ``uint8`` batches (:class:`HostBatch`) while the
 model computes; the main thread moves them to ``device`` (pinned, non-blocking on CUDA) and converts, rotates
@@ -64,6 +68,18 @@ class _Failure(NamedTuple):
 _DONE = object()
 
 
+def window_shuffle(rows: np.ndarray, block_images: int, window_blocks: int, rng: np.random.Generator) -> np.ndarray:
+    """Ascending store ``rows`` ``(n,)`` -> a shuffled order ``(n,)``: rows grouped by block (``row //
+    block_images``), the blocks permuted, then the rows inside each window of ``window_blocks`` consecutive
+    (permuted) blocks permuted."""
+    block = rows // block_images
+    starts = np.flatnonzero(np.r_[True, block[1:] != block[:-1]])
+    groups = np.split(rows, starts[1:])
+    groups = [groups[i] for i in rng.permutation(len(groups))]
+    windows = [np.concatenate(groups[i:i + window_blocks]) for i in range(0, len(groups), window_blocks)]
+    return np.concatenate([w[rng.permutation(len(w))] for w in windows])
+
+
 class StoreLoader:
     """Iterate a store in batches: ``for batch in loader: ...``; call ``set_epoch(k)`` before each epoch.
 
@@ -76,8 +92,8 @@ class StoreLoader:
     def __init__(
         self, store: Store | str | os.PathLike, batch_size: int, shuffle: bool, seed: int = 0,
         image_size: int | None = None, rotate: bool = False, device: str | torch.device = "cpu",
-        drop_last: bool = False, rows: Iterable[int] | None = None, *, block_images: int = 256,
-        window_blocks: int = 4, prefetch: int = 3,
+        drop_last: bool = False, rows: Iterable[int] | None = None, *, block_images: int = 32,
+        window_blocks: int = 32, prefetch: int = 3,
     ):
         self.store = store if isinstance(store, Store) else open_store(store)
         if batch_size < 1:
@@ -142,13 +158,7 @@ class StoreLoader:
         rng = np.random.default_rng([self.seed, self.epoch])
         order = self.rows
         if self.shuffle and len(order):
-            block = order // self.block_images
-            starts = np.flatnonzero(np.r_[True, block[1:] != block[:-1]])
-            groups = np.split(order, starts[1:])
-            groups = [groups[i] for i in rng.permutation(len(groups))]
-            windows = [np.concatenate(groups[i:i + self.window_blocks])
-                       for i in range(0, len(groups), self.window_blocks)]
-            order = np.concatenate([w[rng.permutation(len(w))] for w in windows])
+            order = window_shuffle(order, self.block_images, self.window_blocks, rng)
         if self.drop_last:
             order = order[: len(order) // self.batch_size * self.batch_size]
         angles = rng.uniform(0, 2 * np.pi, len(order)).astype(np.float32) if self.rotate else None

@@ -46,5 +46,5 @@ def build_g_lenet(spec: ModelSpec, *, dropout: float = 0.5, init: bool = True) -
         enn.PointwiseMaxPool2D(t2, 2),
     )
     head = PooledHead(len(t2), spec.backbone_outputs, hidden=spec.head_hidden, dropout=dropout,
-                      group_size=spec.group_order, tie_spirals=spec.flips)
+                      group_size=spec.group_order, dropout_at=spec.dropout_at)
     return own_bases_(GLeNet(in_type, features, head))

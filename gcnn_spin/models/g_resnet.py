@@ -2,11 +2,14 @@
 
 Each block mirrors torchvision's (``conv1 bn1 relu conv2 bn2 [conv3 bn3] downsample``, stride on the 3x3 conv)
 and exports to that very torchvision block, so an exported G-ResNet is a plain :class:`~.resnet.ResNet`. Field
-widths follow :func:`~.fields.n_fields`; each layer is built from the previous one's ``out_type``, so a wiring
-mistake fails at construction. Heads (by ``spec.output``):
+widths follow :func:`~.fields.n_fields` under the ``width`` rule (``"fixparams"``: the study's; ``"channels"``);
+each layer is built from the previous one's ``out_type``, so a wiring mistake fails at construction. Heads (by
+``spec.output``):
 
-- ``invariant``: group pooling (max over each regular field) + spatial mean -> dropout -> linear to 3
-  (``flips``: D8 and CW tied to ACW); ``two_pass``: the same with 2 outputs (Z, Other) inside :class:`TwoPass`;
+- ``invariant``: group pooling (max over each regular field) + spatial mean -> dropout -> a free linear layer to
+  (CW, ACW, Other), as the study's. With ``flips`` (D8) every pooled feature is mirror-invariant, so the CW and
+  ACW logits are learnt separately but both ignore a mirror: the reflection study's model, which spreads a spiral
+  over CW and ACW. ``two_pass``: the same with 2 outputs (Z, Other) inside :class:`TwoPass`;
 - ``chiral``: :class:`~.chiral.ChiralHead` on the D8 regular fields (group pooling would leave only invariant
   fields, which cannot carry Delta).
 """
@@ -19,7 +22,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from .chiral import ChiralHead
-from .fields import gspace, input_type, n_fields, regular_type
+from .fields import Width, gspace, input_type, n_fields, regular_type
 from .g_layers import own_bases_, r2conv
 from .heads import PooledHead
 from .resnet import ResNet, build_stages, stage_plan
@@ -141,24 +144,25 @@ class GResNet(nn.Module):
                       [getattr(self, name).export() for name in self.stage_names], head).eval()
 
 
-def build_g_resnet(spec: ModelSpec, *, dropout: float = 0.5, base_width: int = 64, init: bool = True) -> GResNet:
+def build_g_resnet(spec: ModelSpec, *, dropout: float = 0.5, base_width: int = 64, init: bool = True,
+                   width: Width = "channels") -> GResNet:
     """G-ResNet of ``spec`` (C_N, or D_N when ``spec.flips``) with the head its ``output`` asks for."""
     space = gspace(spec.rotations, spec.flips)
     order = spec.group_order
     block_cls = G_BLOCKS[spec.block]
 
     def make_block(in_type, planes, stride):
-        block = block_cls(in_type, n_fields(planes, order), stride, init=init)
+        block = block_cls(in_type, n_fields(planes, order, width), stride, init=init)
         return block, block.out_type
 
     in_type = input_type(space)
-    stem = regular_type(space, n_fields(base_width, order))
+    stem = regular_type(space, n_fields(base_width, order, width))
     stages, last = build_stages(make_block, stem, stage_plan(spec, base_width))
     if spec.output == "chiral":
         head = ChiralHead(last, dropout=dropout, init=init)
     else:
         head = PooledHead(len(last), spec.backbone_outputs, hidden=spec.head_hidden, dropout=dropout,
-                          group_size=order, tie_spirals=spec.flips and spec.output == "invariant")
+                          group_size=order, dropout_at=spec.dropout_at)
     return own_bases_(GResNet(
         in_type,
         conv1=r2conv(in_type, stem, 7, stride=2, padding=3, init=init),

@@ -12,47 +12,72 @@ import torch
 from torch import nn
 
 
+class MCDropout(nn.Dropout):
+    """``nn.Dropout`` that can be kept for MC sampling only (``sample_only``), as the study's ResNets had it.
+
+    Ordinary (``sample_only=False``): drops in training mode, like ``nn.Dropout``. ``sample_only=True``: off in
+    training and in eval, on only after :func:`~.registry.enable_mc_dropout` (which sets ``sampling``); any
+    ``train()``/``eval()`` call switches sampling off again. Holds no tensors, so state dicts are unchanged.
+    """
+
+    sample_only: bool = False
+    sampling: bool = False
+
+    def train(self, mode: bool = True):
+        self.sampling = False
+        return super().train(mode)
+
+    def is_active(self) -> bool:
+        return self.training and self.p > 0 and (self.sampling or not self.sample_only)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) if self.is_active() else x
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, sample_only={self.sample_only}"
+
+
 class PooledHead(nn.Module):
     """Features ``(B, C, H, W)`` -> logits ``(B, n_out)``.
 
     ``pool="mean"``: max over the ``group_size`` channels of each regular field (group pooling; ``group_size=1``
     skips it), then the spatial mean; ``pool="flatten"``: flatten as a classic LeNet. Then an MLP with ReLUs
-    (``hidden``), the MC-dropout layer, and the last linear layer. With ``tie_spirals`` the last layer has 2
-    outputs (Spiral, Other) and the logits are ``(Spiral, Spiral, Other)``: CW == ACW by construction.
+    (``hidden``) and the last linear layer, with the MC-dropout layer where the study put it: ``dropout_at="last"``
+    before the last linear layer (LeNets: FC 84 -> Dropout -> FC 3; ResNets), ``"head"`` before the MLP (the CE
+    ResNet50 drops the pooled 2048 features). Without ``hidden`` both are the same place.
     """
 
     def __init__(self, in_features: int, n_out: int = 3, *, hidden: Sequence[int] = (), dropout: float = 0.5,
-                 group_size: int = 1, pool: str = "mean", tie_spirals: bool = False):
+                 group_size: int = 1, pool: str = "mean", dropout_at: str = "last"):
         super().__init__()
         if pool not in ("mean", "flatten"):
             raise ValueError(f"pool must be 'mean' or 'flatten', got {pool!r}")
-        if tie_spirals and n_out != 3:
-            raise ValueError("tie_spirals needs n_out=3 (CW, ACW, Other)")
-        self.group_size, self.pool, self.tie_spirals = group_size, pool, tie_spirals
+        if dropout_at not in ("last", "head"):
+            raise ValueError(f"dropout_at must be 'last' or 'head', got {dropout_at!r}")
+        self.group_size, self.pool, self.dropout_at = group_size, pool, dropout_at
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
             width = h
         self.mlp = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(width, 2 if tie_spirals else n_out)
+        self.dropout = MCDropout(dropout)
+        self.fc = nn.Linear(width, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.group_size > 1:
             b, c, h, w = x.shape
             x = x.reshape(b, c // self.group_size, self.group_size, h, w).amax(dim=2)
         x = x.mean(dim=(2, 3)) if self.pool == "mean" else x.flatten(1)
-        x = self.fc(self.dropout(self.mlp(x)))
-        if self.tie_spirals:
-            x = torch.cat([x[:, :1], x[:, :1], x[:, 1:]], dim=1)
-        return x
+        if self.dropout_at == "head":
+            return self.fc(self.mlp(self.dropout(x)))
+        return self.fc(self.dropout(self.mlp(x)))
 
     def extra_repr(self) -> str:
-        return f"group_size={self.group_size}, pool={self.pool!r}, tie_spirals={self.tie_spirals}"
+        return f"group_size={self.group_size}, pool={self.pool!r}, dropout_at={self.dropout_at!r}"
 
 
-class FieldDropout(nn.Dropout):
+class FieldDropout(MCDropout):
     """Dropout of whole regular fields: ``(B, F * G, H, W)``, each field's ``G`` channels kept or dropped together.
 
     A mask on whole fields commutes with the group action, so with MC dropout on, every sample (every mask) is
@@ -64,7 +89,7 @@ class FieldDropout(nn.Dropout):
         self.group_size = group_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
+        if not self.is_active():
             return x
         b, c = x.shape[:2]
         fields = c // self.group_size
@@ -72,4 +97,4 @@ class FieldDropout(nn.Dropout):
         return (x.reshape(b, fields, self.group_size, -1) * keep).reshape(x.shape)
 
     def extra_repr(self) -> str:
-        return f"group_size={self.group_size}, p={self.p}"
+        return f"group_size={self.group_size}, {super().extra_repr()}"

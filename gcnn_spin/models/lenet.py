@@ -32,5 +32,5 @@ def build_lenet(spec: ModelSpec, *, image_size: int = 160, dropout: float = 0.5)
     )
     side = spec.feature_size(image_size)
     head = PooledHead(c2 * side * side, spec.backbone_outputs, hidden=spec.head_hidden, dropout=dropout,
-                      pool="flatten")
+                      pool="flatten", dropout_at=spec.dropout_at)
     return LeNet(features, head)

@@ -14,7 +14,8 @@ from typing import Any
 
 from torch import nn
 
-from .specs import SPECS, ModelSpec
+from .heads import MCDropout
+from .specs import SPECS, WIDTH_RULES, ModelSpec
 
 _SPECS: dict[str, ModelSpec] = {s.name: s for s in SPECS}
 
@@ -44,6 +45,9 @@ def options(name: str) -> dict[str, Any]:
     valid = {"image_size": s.input_size, **COMMON_OPTIONS}
     if s.family == "resnet":
         valid["base_width"] = 64
+        valid["dropout_in_training"] = True  # False: the study's ResNets, dropout for MC sampling only
+        if s.equivariant:
+            valid["width"] = "channels"  # or "fixparams" (the study's); see gcnn_spin.models.fields
     if s.equivariant and s.output in ("invariant", "two_pass"):
         valid["flips"] = False  # True: D_N instead of C_N
     return valid
@@ -59,6 +63,8 @@ def resolve(name: str, **opts: Any) -> tuple[ModelSpec, dict[str, Any]]:
     s = spec(name)
     if resolved.get("flips"):
         s = dataclasses.replace(s, flips=True)
+    if "width" in resolved and resolved["width"] not in WIDTH_RULES:
+        raise ValueError(f"{name}: unknown width rule {resolved['width']!r}; valid: {', '.join(WIDTH_RULES)}")
     if not 0.0 <= resolved["dropout"] < 1.0:
         raise ValueError(f"{name}: dropout must be in [0, 1), got {resolved['dropout']}")
     s.feature_size(resolved["image_size"])  # raises when the input is too small for the model
@@ -69,7 +75,7 @@ def _build_resnet(s: ModelSpec, o: dict[str, Any]) -> nn.Module:
     if s.equivariant:
         from .g_resnet import build_g_resnet
 
-        return build_g_resnet(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"])
+        return build_g_resnet(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"], width=o["width"])
     from .resnet import build_resnet
 
     return build_resnet(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"])
@@ -94,15 +100,23 @@ _FAMILY_BUILDERS: dict[str, Callable[[ModelSpec, dict[str, Any]], nn.Module]] = 
 def build(name: str, image_size: int | None = None, dropout: float = 0.5, **opts: Any) -> nn.Module:
     """Build model ``name``: ``(B, 3, S, S) -> (B, 3)`` logits (CW, ACW, Other), in training mode.
 
-    Options: ``image_size`` (S, default the spec's ``input_size``; the plain LeNet's FC layer depends on it),
-    ``dropout`` (the MC-dropout layer before the last layer), ``init``, and per family ``base_width`` (ResNets:
-    stem channels, 64 as torchvision; stages get 1, 2, 4, 8 times it) and ``flips`` (``g_`` models: D8 instead of C8). ``model.model_name`` and
+    Options: ``image_size`` (S, default the spec's ``input_size``; the plain LeNet's FC layer depends on it), ``dropout`` (the MC-dropout layer,
+    placed by ``spec.dropout_at``), ``init``, and per family ``base_width`` (ResNets: stem channels, 64 as
+    torchvision; stages get 1, 2, 4, 8 times it), ``dropout_in_training`` (ResNets; ``False``: the dropout layer
+    stays off in training and only MC sampling switches it on, as the study trained its ResNets and switched
+    dropout on at test time; LeNets always train with it, as the study's), ``width`` (G-ResNets: ``"channels"``
+    or the study's ``"fixparams"``, see :mod:`.fields`) and ``flips`` (``g_`` models: D8 instead of C8).
+    ``model.model_name`` and
     ``model.model_options`` record how it was built (checkpoints store them).
     """
     if image_size is not None:
         opts["image_size"] = image_size
     s, o = resolve(name, dropout=dropout, **opts)
     model = _FAMILY_BUILDERS[s.family](s, o)
+    if not o.get("dropout_in_training", True):
+        for module in model.modules():
+            if isinstance(module, MCDropout):
+                module.sample_only = True
     if s.two_pass:
         from .chiral import TwoPass
 
@@ -124,5 +138,7 @@ def enable_mc_dropout(model: nn.Module) -> int:
         if isinstance(module, nn.modules.dropout._DropoutNd) or type(module).__name__ in ("PointwiseDropout",
                                                                                           "FieldDropout"):
             module.train(True)
+            if isinstance(module, MCDropout):
+                module.sampling = True  # also for sample-only dropout (after train(), which clears it)
             n += 1
     return n

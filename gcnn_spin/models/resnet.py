@@ -84,7 +84,8 @@ def build_resnet(spec: ModelSpec, *, dropout: float = 0.5, base_width: int = 64,
         bn1=nn.BatchNorm2d(base_width),
         maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
         stages=[nn.Sequential(*blocks) for blocks in stages],
-        head=PooledHead(width, spec.backbone_outputs, hidden=spec.head_hidden, dropout=dropout),
+        head=PooledHead(width, spec.backbone_outputs, hidden=spec.head_hidden, dropout=dropout,
+                        dropout_at=spec.dropout_at),
     )
     if init:  # torchvision's ResNet init
         for m in model.modules():

@@ -4,9 +4,11 @@ A :class:`ModelSpec` names the family (``lenet`` or ``resnet``), the block and s
 and how the logits ``(B, 3)`` in (CW, ACW, Other) order are formed (``output``):
 
 - ``plain``: an ordinary CNN, no symmetry built in;
-- ``invariant``: a G-CNN whose features are group-pooled, so the logits do not change under the group; with
-  reflections in the group (``flips``) the head ties CW to ACW (an invariant feature cannot tell a spiral from
-  its mirror image, so the only readout consistent with "a mirror swaps CW and ACW" is ``CW == ACW``);
+- ``invariant``: a G-CNN whose features are group-pooled, so the logits do not change under the group, read out
+  by a free linear layer (CW, ACW and Other learnt separately), as the study's. With reflections in the group
+  (``flips``) every logit is mirror-invariant although CW and ACW are not tied: a spiral and its mirror image
+  get the same (CW, ACW) pair, so the model spreads spirals over both and calls most of them Other (the
+  reflection study, the study's Fig. 8);
 - ``two_pass``: the chirality-equivariant predict of Jia, Zhu & Pen: a backbone with 2 outputs (Z, Other) run on
   ``x`` and on its mirror (see :mod:`gcnn_spin.models.chiral`);
 - ``chiral``: one D_N pass whose last fields are (Other, Spiral, Delta = CW - ACW), Delta in the sign irrep.
@@ -27,6 +29,9 @@ import dataclasses
 from typing import Literal
 
 Output = Literal["plain", "invariant", "two_pass", "chiral"]
+#: G-ResNet width rules (regular fields per torchvision channel count), defined in :mod:`.fields`.
+Width = Literal["fixparams", "channels"]
+WIDTH_RULES: tuple[str, ...] = ("fixparams", "channels")
 
 #: Downsampling layers (kernel, stride, padding) on the main path, in order; shortcuts see the same input with
 #: the same symmetry condition (1x1, stride 2, no padding).
@@ -50,6 +55,10 @@ class ModelSpec:
     output: Output = "plain"
     #: Hidden widths of the MLP between pooling and the last linear layer.
     head_hidden: tuple[int, ...] = ()
+    #: Where the (MC-)dropout layer sits, as in the study's code: ``"last"`` before the last linear layer
+    #: (LeNets' FC 84 -> Dropout -> FC 3; G-ResNets after group pooling), ``"head"`` before the MLP head
+    #: (CE-ResNet50: on the pooled 2048 features). See :class:`~.heads.PooledHead`.
+    dropout_at: Literal["last", "head"] = "last"
     description: str = ""
     #: Default crop side S (timm's per-model ``input_size``): exact for the family, the crop of 161 px stores.
     input_size: int = 161
@@ -133,14 +142,14 @@ SPECS: tuple[ModelSpec, ...] = (
            description="C8 LeNet: 6 and 16 regular fields, group pooling, spatial mean, FC 120-84-3"),
     _resnet("resnet18", BASIC, description="torchvision ResNet18 layout, untrained, 3 outputs"),
     _resnet("resnet50", BOTTLENECK, description="torchvision ResNet50 layout, untrained, 3 outputs"),
-    _resnet("ce_resnet50", BOTTLENECK, output="two_pass", head_hidden=_CE_HEAD,
+    _resnet("ce_resnet50", BOTTLENECK, output="two_pass", head_hidden=_CE_HEAD, dropout_at="head",
             description="Jia, Zhu & Pen CE-ResNet50: (Z, Other) MLP head, two-pass mirror predict"),
     _resnet("g_resnet18", BASIC, rotations=8, output="invariant",
-            description="C8 ResNet18 (flips=True: D8, CW tied to ACW)"),
+            description="C8 ResNet18 (flips=True: D8, every logit mirror-invariant)"),
     _resnet("g_resnet18_flips", BASIC, rotations=8, flips=True, output="invariant",
             description="D8 ResNet18 with an invariant output: the reflection study's model that cannot tell CW from ACW"),
     _resnet("g_resnet50", BOTTLENECK, rotations=8, output="invariant",
-            description="C8 ResNet50 (flips=True: D8, CW tied to ACW)"),
+            description="C8 ResNet50 (flips=True: D8, every logit mirror-invariant)"),
     _resnet("g_resnet18_c", BASIC, rotations=8, output="two_pass",
             description="C8 ResNet18 with (Z, Other) outputs, two-pass mirror predict"),
     _resnet("g_resnet50_c", BOTTLENECK, rotations=8, output="two_pass",

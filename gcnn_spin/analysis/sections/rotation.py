@@ -11,6 +11,7 @@ from .. import figures, rotation
 from ..report import Section
 from ..runs import Issue, Run, group_issues, model_order
 from ..studies import load_study
+from ..overlap import ETA_TOLERANCE
 from ..tables import Column, frame_table, summary_table
 from .common import Output, Written, doc_body
 
@@ -74,9 +75,11 @@ def rotation_section(out: Output, runs: Sequence[Run], issues: Sequence[Issue]) 
     if len(comparison):
         written.table(out, frame_table(
             "rotation_comparison", "Which model has the lower overlap",
-            "For each pair of models, over the images both studied (⟨η⟩ averaged over seeds): the fraction of "
-            "images where model a, resp. model b, has the lower ⟨η⟩ for each class pair.",
-            comparison, {c: ".3f" for c in comparison.columns if c.endswith("_lower")}))
+            "For each pair of models, over the images both studied (⟨η⟩ averaged over seeds), as the study "
+            f"counted: the fraction of images where model a has the lower ⟨η⟩ by more than {ETA_TOLERANCE} "
+            f"(`_a_lower`), where the two are within {ETA_TOLERANCE} (`_within`), and where model b is lower by "
+            "more than it (`_b_lower`), for each class pair.",
+            comparison, {c: ".3f" for c in comparison.columns if c.endswith(("_lower", "_within"))}))
     if averaged:
         written.figure(out, figures.eta_histograms, "rotation_eta.png",
                        "Distribution over test images of ⟨η⟩ (mean over angles and seeds) per class pair and model.",
