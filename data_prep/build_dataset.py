@@ -10,12 +10,13 @@ import logging
 import sys
 from pathlib import Path
 
-from gcnn_spin.config import ConfigError, load_experiment
+from gcnn_spin.config import load_experiment
 from gcnn_spin.data import pipeline
 from gcnn_spin.data.cutouts import DEFAULT_CUTOUT_URL
 from gcnn_spin.data.gz1 import BadRowsError
 from gcnn_spin.data.images import BadImageError
 from gcnn_spin.data.sdss import SdssQueryError
+from gcnn_spin.errors import UserError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
         stores = [s for s in args.stores.split(",") if s.strip()]
         summary = pipeline.build_dataset(args.out, inputs, cfg, on_bad=args.on_bad, workers=args.workers,
                                          stores=stores, progress=not args.quiet)
-    except (ConfigError, BadRowsError, BadImageError, SdssQueryError, pipeline.CutoutFetchError,
+    except (UserError, BadRowsError, BadImageError, SdssQueryError, pipeline.CutoutFetchError,
             FileNotFoundError) as err:
         print(f"build_dataset: error: {err}", file=sys.stderr)
         return 2
@@ -82,4 +83,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gcnn_spin.errors import run_command
+
+    run_command(main)

@@ -9,10 +9,13 @@ environment shows the traceback as well.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import NoReturn
 
 EXIT_USER_ERROR = 2
 DEBUG_FLAG = "--debug"
@@ -22,21 +25,35 @@ class UserError(Exception):
     """An error the user can fix; its message says what is wrong, naming the file, row or flag."""
 
 
-def _input_error_types() -> tuple[type[BaseException], ...]:
-    """Errors that, escaping a command, mean a bad or missing input rather than a bug in the suite."""
-    import json
-    import tomllib
+class InputError(UserError):
+    """An input file that exists but cannot be read as what it should be (corrupt, truncated, wrong format)."""
 
-    types: list[type[BaseException]] = [UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-                                        tomllib.TOMLDecodeError, json.JSONDecodeError]
-    return tuple(types)
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike, what: str = "file", fix: str = "") -> Iterator[None]:
+    """Turn a parser's error inside the block into an :class:`InputError` naming ``path`` (and ``fix``).
+
+    For a cache entry, say which file to delete: ``reading(entry, "cache entry", f"delete {entry} and rerun")``.
+    """
+    try:
+        yield
+    except (UserError, FileNotFoundError):
+        raise
+    except (ValueError, OSError, EOFError, RuntimeError, KeyError) as err:  # parquet, CSV, JSON, TOML, codecs
+        reason = " ".join(f"{type(err).__name__}: {err}".split())
+        raise InputError(f"{path}: cannot read this {what} ({reason})" + (f"; {fix}" if fix else "")) from err
+
+
+#: Errors that, escaping a command, mean a bad or missing input rather than a bug in the suite. A parser's
+#: error (a corrupt parquet, CSV or JSON) is not one of them: it does not name its file, so readers of user
+#: inputs wrap it with :func:`reading`, which does.
+USER_ERRORS = (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def describe(err: BaseException) -> str:
     """The one line printed for ``err``: the message of a :class:`UserError`, else type and message."""
     text = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
-    if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)) and err.filename and \
-            str(err.filename) not in text:
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
         text += f": {err.filename}"
     return "error: " + " ".join(text.split())
 
@@ -55,9 +72,27 @@ def run_command(main: Callable[..., int | None], argv: Sequence[str] | None = No
     argv = [a for a in argv if a != DEBUG_FLAG]
     try:
         code = main(argv)
-    except _input_error_types() as err:
+    except USER_ERRORS as err:
         if debug:
             traceback.print_exc()
         print(describe(err), file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     sys.exit(code or 0)
+
+
+def commands() -> list[str]:
+    """``python -m ...`` of every module of the package that is a command (has a ``__main__`` guard)."""
+    root = Path(__file__).resolve().parent
+    return sorted(
+        "python -m " + ".".join(("gcnn_spin", *path.relative_to(root).with_suffix("").parts))
+        for path in root.rglob("*.py")
+        if path.name != "__main__.py" and 'if __name__ == "__main__":\n    from gcnn_spin.errors import run_command'
+        in path.read_text()
+    )
+
+
+def not_a_command(module: str) -> NoReturn:
+    """What ``python -m`` on a package or library module does: say so, list the commands, exit 2."""
+    print(f"error: {module} is not a command; the commands are {', '.join(commands())} and the scripts in "
+          "data_prep/ and analysis/ (each has --help)", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)

@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .errors import reading
+
 MARKER_SUFFIX = ".done"
 
 
@@ -149,11 +151,16 @@ def write_marker(output: str | os.PathLike, config: Mapping[str, Any] | None = N
 
 
 def read_marker(output: str | os.PathLike) -> dict[str, Any] | None:
-    """The marker's content, or ``None`` when the output is not complete."""
+    """The marker's content, or ``None`` when the output is not complete.
+
+    A marker that is not JSON (a disk full when it was written by something other than :func:`write_marker`)
+    raises :class:`~gcnn_spin.errors.InputError` saying to delete it: its output is then redone.
+    """
     path = marker_path(output)
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    with reading(path, "completion marker", f"delete {path} (its output is then redone)"):
+        return json.loads(path.read_text())
 
 
 def is_done(output: str | os.PathLike, config: Mapping[str, Any] | None = None) -> bool:

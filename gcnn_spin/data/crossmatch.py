@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from astropy.coordinates import SkyCoord
 
 from gcnn_spin.data.gz1 import RowProblems, check_on_bad, missing_columns
+from gcnn_spin.errors import reading
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,11 @@ def read_desi_index(path: str | os.PathLike, *, on_bad: str = "raise",
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"DESI index not found: {path}")
-    missing_columns(pq.read_schema(path).names, INDEX_COLUMNS, path)
-    table = pq.read_table(path, columns=list(LOADED_COLUMNS))
+    with reading(path, "DESI index parquet"):
+        names = pq.read_schema(path).names
+    missing_columns(names, INDEX_COLUMNS, path)
+    with reading(path, "DESI index parquet"):
+        table = pq.read_table(path, columns=list(LOADED_COLUMNS))
     dr8 = pc.fill_null(pc.cast(table.column("dr8_id"), pa.string()), "").combine_chunks()
     ra = pc.cast(table.column("ra"), pa.float64()).to_numpy()
     dec = pc.cast(table.column("dec"), pa.float64()).to_numpy()

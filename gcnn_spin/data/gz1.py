@@ -23,6 +23,7 @@ import pyarrow.csv as pa_csv
 from astropy.coordinates import Angle
 
 from gcnn_spin.conventions import OTHER_VOTE_COLUMNS, hard_class, soft_targets
+from gcnn_spin.errors import reading
 from gcnn_spin.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -204,12 +205,14 @@ def read_gz1(path: str | os.PathLike, *, on_bad: str = "raise", report_path: str
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"GZ1 table not found: {path}")
-    header = pd.read_csv(path, nrows=0)
+    with reading(path, "GZ1 CSV"):
+        header = pd.read_csv(path, nrows=0)
     names = {c.strip().upper(): c for c in header.columns}
     missing_columns(names, REQUIRED_COLUMNS, path)
     wanted = [names[c] for c in REQUIRED_COLUMNS]
-    table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
-        include_columns=wanted, column_types={c: pa.string() for c in wanted}))
+    with reading(path, "GZ1 CSV"):
+        table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
+            include_columns=wanted, column_types={c: pa.string() for c in wanted}))
     raw = {c: _strings(table.column(names[c])) for c in REQUIRED_COLUMNS}
     n_rows = table.num_rows
     ids = pd.Series(raw["OBJID"].to_numpy(zero_copy_only=False)).replace("", "<empty>")

@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from gcnn_spin.ranges import format_ranges
 from gcnn_spin.config import DataConfig
 from gcnn_spin.data.images import BadImageError, ImageSource, margin_size, to_store_image
-from gcnn_spin.errors import UserError
+from gcnn_spin.errors import UserError, reading
 from gcnn_spin.io import (atomic_path, config_hash, fsync_dir, fsync_file, marker_path, read_marker,
                           write_json_atomic, write_marker)
 
@@ -463,7 +463,8 @@ def build_store(
     rows = _clean_rows(rows)
     digest = config_hash(_store_config(rows, cfg, margin))
     marker = read_marker(paths["store"])
-    finished = not overwrite and marker is not None and marker.get("config_hash") == digest
+    finished = (not overwrite and marker is not None and marker.get("config_hash") == digest
+                and paths["rows"].exists())
     if finished and not damaged_shards(path):
         return _summary(paths, built=[], skipped=list(range(len(plan_shards(len(rows), cfg)))), t0=t0)
     create_store(path, rows, margin=margin, cfg=cfg, source=describe_source(source), overwrite=overwrite)
@@ -542,7 +543,9 @@ class Store:
                 )
             raise StoreError(f"{self.path}: every shard is built but the store was not finalised; rerun the build")
         self.images = group["images"]
-        self.rows = pd.read_parquet(self.paths["rows"])
+        with reading(self.paths["rows"], "store rows parquet",
+                     f"delete it and rerun the store's build, which rewrites it ({self.paths['rows'].name})"):
+            self.rows = pd.read_parquet(self.paths["rows"])
         if len(self.rows) != self.images.shape[0]:
             raise StoreError(
                 f"{self.paths['rows']} has {len(self.rows)} rows but {self.path} has {self.images.shape[0]} images"
