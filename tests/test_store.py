@@ -281,6 +281,18 @@ def shard_path(path: Path, k: int) -> Path:
     return path / "images" / "c" / str(k) / "0" / "0" / "0"
 
 
+def corrupt_shards(path: Path, shards: list[int] | None = None) -> list[Path]:
+    """Zero the first bytes of the shard files of store ``path`` (``shards``, default all): their size is
+    unchanged, so opening cannot tell; the first chunk's zstd frame header is gone, so reading fails."""
+    files = ([shard_path(path, k) for k in shards] if shards is not None
+             else sorted(p for p in (path / "images" / "c").rglob("*") if p.is_file()))
+    for file in files:
+        data = bytearray(file.read_bytes())
+        data[:64] = bytes(64)
+        file.write_bytes(bytes(data))
+    return files
+
+
 def test_a_deleted_shard_fails_on_open_naming_store_shard_rows_and_the_rebuild_command(tmp_path):
     """A scratch purge of one shard file must not read back as black images."""
     from gcnn_spin.data.store import ShardError
@@ -331,11 +343,8 @@ def test_a_shard_with_corrupt_bytes_fails_the_read_naming_the_shard(tmp_path):
     from gcnn_spin.data.store import ShardError
 
     path, _ = built_from_jpegs(tmp_path)
-    file = shard_path(path, 1)
-    data = bytearray(file.read_bytes())
-    data[10:60] = bytes(50)  # same size, so opening cannot tell: the checksum on read does
-    file.write_bytes(bytes(data))
-    store = open_store(path)
+    corrupt_shards(path, [1])
+    store = open_store(path)  # same size: opening cannot tell, the read does
     with pytest.raises(ShardError, match=r"shard 1 \(rows 8-15\) is unusable: reading it failed \((Runtime|Value)Error"):
         store.read_block(4, 12)
 
