@@ -345,7 +345,8 @@ def test_a_shard_with_corrupt_bytes_fails_the_read_naming_the_shard(tmp_path):
     path, _ = built_from_jpegs(tmp_path)
     corrupt_shards(path, [1])
     store = open_store(path)  # same size: opening cannot tell, the read does
-    with pytest.raises(ShardError, match=r"shard 1 \(rows 8-15\) is unusable: reading it failed \((Runtime|Value)Error"):
+    with pytest.raises(ShardError, match=r"shard 1 \(rows 8-15\) is unusable: reading it failed "
+                                         r"\((Runtime|Value)Error"):
         store.read_block(4, 12)
 
 

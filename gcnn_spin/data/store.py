@@ -125,7 +125,7 @@ def _shard_problem(path: Path, expected: int | None, all_bad: bool = False) -> s
     """Why a shard file does not match its marker (``expected``: recorded size; ``None``: not recorded)."""
     size = path.stat().st_size if path.exists() else None
     if expected is None:  # a marker from before sizes were recorded: existence is all we can check
-        return "its file is missing" if size is None and not all_bad else None
+        return f"its file {path} is missing" if size is None and not all_bad else None
     if expected == 0:  # the shard held only zeros, so zarr wrote no file
         return None
     if size is None:
