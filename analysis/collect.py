@@ -3,4 +3,6 @@
 from gcnn_spin.analysis.collect import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from gcnn_spin.errors import run_command
+
+    run_command(main)

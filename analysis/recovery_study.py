@@ -3,4 +3,8 @@
 from gcnn_spin.analysis.studies import main
 
 if __name__ == "__main__":
-    raise SystemExit(main("recovery"))
+    import functools
+
+    from gcnn_spin.errors import run_command
+
+    run_command(functools.partial(main, "recovery"))

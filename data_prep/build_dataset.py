@@ -10,11 +10,12 @@ import logging
 import sys
 from pathlib import Path
 
-from gcnn_spin.config import ConfigError, load_experiment
+from gcnn_spin.config import load_experiment
 from gcnn_spin.data import pipeline, sdss
 from gcnn_spin.data.cutouts import DEFAULT_CUTOUT_URL
 from gcnn_spin.data.bad_rows import BadRowsError, EmptyInputError
 from gcnn_spin.data.images import BadImageError
+from gcnn_spin.errors import UserError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
         stores = [s for s in args.stores.split(",") if s.strip()]
         summary = pipeline.build_dataset(args.out, inputs, cfg, on_bad=args.on_bad, workers=args.workers,
                                          stores=stores, progress=not args.quiet)
-    except (ConfigError, BadRowsError, EmptyInputError, BadImageError, sdss.SdssQueryError, pipeline.InputsError,
+    except (UserError, BadRowsError, EmptyInputError, BadImageError, sdss.SdssQueryError, pipeline.InputsError,
             pipeline.CutoutFetchError, FileNotFoundError) as err:
         print(f"build_dataset: error: {err}", file=sys.stderr)
         return 2
@@ -91,4 +92,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gcnn_spin.errors import run_command
+
+    run_command(main)

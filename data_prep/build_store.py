@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from gcnn_spin.config import load_experiment
 from gcnn_spin.data.images import CUTOUT_SIZE, JpegTree
+from gcnn_spin.errors import UserError, reading
 from gcnn_spin.data.store import ON_BAD, build_store, finished_shards, plan_shards, shard_groups, store_paths
 
 
@@ -51,13 +51,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_rows(path: Path, split: str | None) -> pd.DataFrame:
-    rows = pd.read_parquet(path)
+    with reading(path, "rows parquet"):
+        rows = pd.read_parquet(path)
     if split is not None:
         if "split" not in rows.columns:
-            raise SystemExit(f"--split {split}: {path} has no 'split' column")
+            raise UserError(f"--split {split}: {path} has no 'split' column")
         rows = rows[rows["split"] == split]
     if not len(rows):
-        raise SystemExit(f"no rows to store from {path}" + (f" with split == {split!r}" if split else ""))
+        raise UserError(f"no rows to store from {path}" + (f" with split == {split!r}" if split else ""))
     return rows
 
 
@@ -93,4 +94,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gcnn_spin.errors import run_command
+
+    run_command(main)

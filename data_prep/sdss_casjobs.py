@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from gcnn_spin.data import gz1, sdss
-from gcnn_spin.data.bad_rows import BadRowsError, EmptyInputError
+from gcnn_spin.errors import UserError
 from gcnn_spin.io import atomic_path, write_text_atomic
 
 
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         table = gz1.read_gz1(args.gz1, on_bad=args.on_bad, report_path=args.out / "gz1.skipped.csv")
-    except (BadRowsError, EmptyInputError, FileNotFoundError) as err:
+    except (UserError, FileNotFoundError) as err:
         print(f"sdss_casjobs: error: {err}", file=sys.stderr)
         return 2
     upload = table[["objid", "ra", "dec"]].rename(columns={"objid": "objID"})
@@ -46,4 +46,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gcnn_spin.errors import run_command
+
+    run_command(main)

@@ -3,11 +3,16 @@
 Science settings (``ExperimentConfig``: data, training, grid) are kept apart from cluster profiles
 (``ClusterProfile``: partition, GPUs, time, image). Shipped files live in ``gcnn_spin/configs/``;
 ``load_experiment("demo")`` finds a shipped one by name, any other argument is a path.
+
+Errors say whose they are: a file that is not valid TOML, or holds an unknown key or a value of the wrong type,
+is named with the line; a ``--set`` override that does (an unknown key, a wrong type) is named as the flag, never
+as the file it was applied to.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -15,11 +20,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
-class ConfigError(ValueError):
-    """A config file or override that does not fit the schema."""
+class ConfigError(UserError, ValueError):
+    """A config file or override that does not fit the schema; ``key``: the dotted key at fault, if one is."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,35 +135,35 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if _is_dataclass_type(tp):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a table, got {value!r}")
+            raise ConfigError(f"{where}: expected a table, got {value!r}", key=where)
         return from_mapping(tp, value, where)
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {value!r}", key=where)
         inner = args[0] if args and (len(args) == 2 and args[1] is Ellipsis) else None
         if inner is not None:
             return tuple(_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
         return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if origin in (Mapping, dict) or tp in (dict,):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a table, got {value!r}")
+            raise ConfigError(f"{where}: expected a table, got {value!r}", key=where)
         return types.MappingProxyType(dict(value))
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {value!r}", key=where)
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {value!r}", key=where)
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+            raise ConfigError(f"{where}: expected true/false, got {value!r}", key=where)
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {value!r}", key=where)
         return value
     return value
 
@@ -163,7 +174,8 @@ def from_mapping(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - fields)
     if unknown:
-        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
+        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(fields)}",
+                          key=f"{where}.{unknown[0]}" if where else unknown[0])
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -220,22 +232,52 @@ def parse_override(text: str) -> dict[str, Any]:
     return out
 
 
-def _load(cls: type, name_or_path: str | Path, subdir: str, overrides: list[str] | tuple[str, ...]) -> Any:
+def _line_of(text: str, key: str | None) -> int | None:
+    """The line (1-based) of a TOML file where dotted ``key`` (``train.epochs``, ``grid.models[1]``) is set."""
+    if not key:
+        return None
+    parts = re.sub(r"\[\d+\]", "", key).split(".")
+    table: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"\s*\[([^\[\]]+)\]\s*(#.*)?$", line)
+        if header:
+            table = [p.strip().strip('"') for p in header.group(1).split(".")]
+            if table == parts:  # the key is a whole table: its header
+                return number
+            continue
+        assignment = re.match(r"\s*([\w.\"-]+)\s*=", line)
+        if assignment and table + [p.strip().strip('"') for p in assignment.group(1).split(".")] == parts:
+            return number
+    return None
+
+
+def _load(cls: type, name_or_path: str | Path, subdir: str, overrides: list[str] | tuple[str, ...],
+          flag: str) -> Any:
     path = _resolve(name_or_path, subdir)
-    data = tomllib.loads(path.read_text())
-    for text in overrides:
-        data = _deep_update(data, parse_override(text))
+    text = path.read_text()
     try:
-        return from_mapping(cls, data)
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    try:
+        from_mapping(cls, data)
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        line = _line_of(text, err.key)
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: {err}", key=err.key) from None
+    for override in overrides:  # one at a time, so an error is blamed on the flag that caused it
+        try:
+            data = _deep_update(data, parse_override(override))
+            from_mapping(cls, data)
+        except ConfigError as err:
+            raise ConfigError(f"{flag} {override}: {err}", key=err.key) from None
+    return from_mapping(cls, data)
 
 
 def load_experiment(name_or_path: str | Path = "experiment", overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Load a science config (shipped name or path), then apply ``section.key=value`` overrides."""
-    return _load(ExperimentConfig, name_or_path, "", overrides)
+    return _load(ExperimentConfig, name_or_path, "", overrides, "--set")
 
 
 def load_cluster(name_or_path: str | Path = "local", overrides: list[str] | tuple[str, ...] = ()) -> ClusterProfile:
     """Load a cluster profile (shipped name under ``configs/cluster`` or a path) with ``key=value`` overrides."""
-    return _load(ClusterProfile, name_or_path, "cluster", overrides)
+    return _load(ClusterProfile, name_or_path, "cluster", overrides, "--cluster-set")

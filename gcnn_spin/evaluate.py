@@ -70,3 +70,9 @@ def evaluate_run(run_dir: Path, spec, module: torch.nn.Module, device: torch.dev
                "train_seconds": float(np.sum([row["seconds"] for row in history])) if history else 0.0}
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
+
+
+if __name__ == "__main__":  # a library module beside the train and predict commands
+    from gcnn_spin.errors import not_a_command
+
+    not_a_command(__spec__.name)

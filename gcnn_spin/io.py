@@ -2,12 +2,15 @@
 
 Every stage that can run as an array task writes its outputs with :func:`atomic_path` (unique temporary
 name in the same directory, then ``os.replace``) and writes its marker last with :func:`write_marker`.
+Durability: the temporary file is fsynced before the rename and its directory after, so after a crash of the
+machine a marker never vouches for an output whose bytes or name were still only in the page cache.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -19,12 +22,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .errors import reading
+
 MARKER_SUFFIX = ".done"
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a unique temporary path next to ``target``; on success ``os.replace`` it onto ``target``.
+    """Yield a unique temporary path next to ``target``; on success fsync it, ``os.replace`` it onto ``target``
+    and fsync the directory.
 
     On an exception the temporary file is removed and ``target`` is untouched.
     """
@@ -35,11 +41,38 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        fsync_file(tmp_path)
         os.replace(tmp_path, target)
+        fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a written file's bytes to the disk (not just the page cache)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make the names created or renamed in directory ``path`` durable.
+
+    Some network file systems refuse to fsync a directory (``EINVAL``); there the rename is as durable as the
+    file system makes it, and nothing more can be done.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
@@ -118,11 +151,16 @@ def write_marker(output: str | os.PathLike, config: Mapping[str, Any] | None = N
 
 
 def read_marker(output: str | os.PathLike) -> dict[str, Any] | None:
-    """The marker's content, or ``None`` when the output is not complete."""
+    """The marker's content, or ``None`` when the output is not complete.
+
+    A marker that is not JSON (a disk full when it was written by something other than :func:`write_marker`)
+    raises :class:`~gcnn_spin.errors.InputError` saying to delete it: its output is then redone.
+    """
     path = marker_path(output)
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    with reading(path, "completion marker", f"delete {path} (its output is then redone)"):
+        return json.loads(path.read_text())
 
 
 def is_done(output: str | os.PathLike, config: Mapping[str, Any] | None = None) -> bool:

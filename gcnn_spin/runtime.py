@@ -7,12 +7,72 @@ import os
 
 import torch
 
+from .errors import UserError
+
+
+#: Set to 1 to let a SLURM task that was given a GPU run on the CPU when CUDA is not usable.
+ALLOW_CPU_ENV = "GCNN_SPIN_ALLOW_CPU"
+#: Variables SLURM sets in a job that was allocated GPUs (``--gpus*``, ``--gres=gpu``): lists of GPU ids...
+SLURM_GPU_IDS = ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS")
+#: ... and counts (``0`` = none).
+SLURM_GPU_COUNTS = ("SLURM_GPUS_ON_NODE", "SLURM_GPUS", "SLURM_GPUS_PER_TASK", "SLURM_GPUS_PER_NODE")
+
+
+class DeviceError(UserError):
+    """The device asked for (or the GPU a SLURM task was given) cannot be used."""
+
+
+def cuda_unavailable_reason() -> str:
+    """Why CUDA cannot be used here, in the driver's own words where it gives some."""
+    if torch.version.cuda is None:
+        return f"this torch {torch.__version__} is a CPU-only build"
+    try:
+        torch.cuda.init()  # raises with the reason: no driver, a driver too old for the wheels, no device...
+    except Exception as err:  # noqa: BLE001 - its message is the reason we report
+        return " ".join(str(err).split())
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return "no GPU is visible" + (f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else "")
+
+
+def slurm_gpu_request() -> str | None:
+    """``NAME=value`` of the variable showing that this SLURM job was allocated GPUs, else ``None``."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return None
+    for name in SLURM_GPU_IDS + SLURM_GPU_COUNTS:
+        value = os.environ.get(name, "").strip()
+        if value and (name in SLURM_GPU_IDS or value != "0"):
+            return f"{name}={value}"
+    tres = os.environ.get("SLURM_TRES_PER_TASK", "")
+    return f"SLURM_TRES_PER_TASK={tres}" if "gpu" in tres else None
+
 
 def pick_device(requested: str | None = None) -> torch.device:
-    """``requested`` (``cpu``, ``cuda``, ``cuda:1``), else CUDA when there is one, else the CPU."""
+    """``requested`` (``cpu``, ``cuda``, ``cuda:1``), else CUDA when there is one, else the CPU.
+
+    Never a silent fallback: asking for CUDA where it is not usable raises :class:`DeviceError` with the reason,
+    and so does a SLURM task that was allocated a GPU but sees none, unless ``GCNN_SPIN_ALLOW_CPU=1`` (or
+    ``--device cpu``) says the CPU is meant.
+    """
     if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(requested)
+        except RuntimeError as err:
+            raise DeviceError(f"--device {requested}: {err}") from None
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise DeviceError(f"--device {requested}: CUDA is not usable here: {cuda_unavailable_reason()}")
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise DeviceError(f"--device {requested}: only {torch.cuda.device_count()} GPU(s) are visible")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    request = slurm_gpu_request()
+    if request and os.environ.get(ALLOW_CPU_ENV, "") in ("", "0"):
+        raise DeviceError(
+            f"this SLURM task was allocated a GPU ({request}) but CUDA is not usable: {cuda_unavailable_reason()}; "
+            f"fix the driver or the container's --nv, or set {ALLOW_CPU_ENV}=1 (or pass --device cpu) to run on "
+            "the CPU")
+    return torch.device("cpu")
 
 
 def autocast(device: torch.device, bf16: bool = True):

@@ -26,6 +26,7 @@ import torch
 from . import models
 from .config import ExperimentConfig, load_experiment, to_dict
 from .crop import crop_for
+from .errors import UserError
 from .evaluate import evaluate_run
 from .io import (atomic_path, config_hash, is_done, marker_path, remove_stale_temporaries, write_json_atomic,
                  write_marker)
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.model not in models.names():
-        raise SystemExit(f"unknown model {args.model!r}; valid: {', '.join(models.names())}")
+        raise UserError(f"unknown model {args.model!r}; valid: {', '.join(models.names())}")
     cfg = load_experiment(args.config, args.overrides)
     spec = RunSpec(model=args.model, seed=args.seed, data_dir=str(Path(args.data).resolve()), experiment=cfg)
     try:
@@ -269,4 +270,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from gcnn_spin.errors import run_command
+
+    run_command(main)

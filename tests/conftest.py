@@ -29,6 +29,36 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="reaches the internet; set GCNN_SPIN_NETWORK_TESTS=1"))
 
 
+#: SLURM's query and control tools. Unit tests never reach a real cluster: in every test not marked ``slurm``
+#: these answer as on a machine with Debian's SLURM client installed but no cluster running (they fail), so a
+#: unit test that queries the scheduler fails the same way everywhere instead of depending on the machine.
+SLURM_QUERY_TOOLS = ("sacct", "squeue", "sinfo", "scontrol", "scancel")
+
+
+def write_fake_tools(folder, names, body: str):
+    """Executable shell scripts ``folder/name`` running ``body``; returns ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        tool = folder / name
+        tool.write_text(f"#!/bin/sh\n{body}\n")
+        tool.chmod(0o755)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def unreachable_slurm(tmp_path_factory):
+    """A PATH folder whose SLURM tools fail like ``sacct`` without a running slurmdbd."""
+    return write_fake_tools(tmp_path_factory.mktemp("no_cluster_bin"), SLURM_QUERY_TOOLS,
+                            'echo "$(basename "$0"): error: unit tests must not reach a SLURM cluster '
+                            '(mark the test slurm, or fake the query)" >&2; exit 1')
+
+
+@pytest.fixture(autouse=True)
+def no_cluster_for_unit_tests(request, monkeypatch, unreachable_slurm):
+    if request.node.get_closest_marker("slurm") is None:
+        monkeypatch.setenv("PATH", f"{unreachable_slurm}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
 #: Config overrides that make every stage tiny: 33 px images (exact for G-ResNets), small shards (several inference parts).
 TINY_OVERRIDES = ("data.image_size=33", "data.chunk_images=16", "data.shard_images=64", "train.batch_size=25",
                   "train.epochs=2", "train.num_threads=1", "train.model_options={base_width=4}")

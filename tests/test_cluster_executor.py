@@ -98,7 +98,7 @@ def test_sbatch_script_carries_the_profile(fake_slurm, tmp_path):
 
 def test_misspelt_extra_sbatch_key_raises_with_valid_names(tmp_path):
     profile = dataclasses.replace(load_cluster("local"), extra_sbatch={"partiton": "x"})
-    with pytest.raises(NameError, match="partiton.*Valid arguments"):
+    with pytest.raises(ConfigError, match="cluster profile 'local': .*partiton.*Valid arguments"):
         executor.make_executor(profile, tmp_path, "x")
 
 
@@ -304,3 +304,26 @@ def test_parse_sacct_states():
 
 def test_marker_path_matches_io():
     assert Task("a", Path("x/a.parquet"), su.write_value).marker == marker_path(Path("x/a.parquet"))
+
+
+# ----------------------------------------------------------------------------- status on any machine
+
+
+@pytest.mark.parametrize("machine", ["no SLURM packages", "packages but no cluster", "a sacct that hangs"])
+def test_status_of_finished_and_unsubmitted_tasks_needs_no_scheduler(tmp_path, monkeypatch, machine):
+    """`make status` on a newcomer's machine: finished tasks are done by their markers, without asking SLURM."""
+    from conftest import SLURM_QUERY_TOOLS, write_fake_tools
+
+    bin_dir = tmp_path / "bin"
+    if machine == "packages but no cluster":
+        write_fake_tools(bin_dir, SLURM_QUERY_TOOLS, 'echo "sacct: error: Problem talking to the database" >&2; exit 1')
+    elif machine == "a sacct that hangs":
+        write_fake_tools(bin_dir, SLURM_QUERY_TOOLS, "sleep 600")
+    bin_dir.mkdir(exist_ok=True)
+    monkeypatch.setenv("PATH", str(bin_dir))  # nothing else: no real SLURM tool can be found
+    tasks = values(tmp_path, 3)
+    arrays.submit(tasks[:2], FakeSlurmExecutor(tmp_path / "logs"), load_cluster("ci"))
+    for task in tasks[:2]:
+        su.write_value(task.output, 0)
+    assert [s.state for s in arrays.status(tmp_path / "logs", tasks)] == ["done", "done", "not_started"]
+    assert arrays.main(["status", str(tmp_path / "logs")]) == 0

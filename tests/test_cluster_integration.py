@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import textwrap
@@ -28,8 +30,10 @@ from gcnn_spin.io import marker_path, read_marker
 
 try:  # tests/ as a package (it has an __init__.py) or as a plain folder on sys.path
     from . import slurm_utils as su
+    from .test_store import corrupt_shards
 except ImportError:
     import slurm_utils as su
+    from test_store import corrupt_shards
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 slurm_cluster = su.slurm_cluster
@@ -52,11 +56,13 @@ def run(cmd: list[str], env: dict[str, str] | None = None, timeout_s: float = 12
     return subprocess.run(cmd, cwd=REPO, env=env or job_env(), capture_output=True, text=True, timeout=timeout_s)
 
 
-def make_submit_train(data: Path, root: Path, overrides: list[str], models: str, reaper: list[str]):
-    """``make submit-train`` on the ci profile with runs in ``root/runs`` and logs in ``root/logs``."""
+def make_submit_train(data: Path, root: Path, overrides: list[str], models: str, reaper: list[str],
+                      refused: bool = False):
+    """``make submit-train`` on the ci profile with runs in ``root/runs`` and logs in ``root/logs``; it must
+    succeed, or with ``refused`` fail before submitting anything."""
     result = run(["make", "submit-train", f"DATA={data}", f"RUNS={root / 'runs'}", f"LOGS={root / 'logs'}",
                   "CONFIG=demo", "CLUSTER=ci", f"MODELS={models}", "SEEDS=0", "SET=" + " ".join(overrides)])
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert (result.returncode != 0) == refused, result.stdout + result.stderr
     if (root / "logs" / "train" / arrays.SUBMISSION_FILE).exists():
         record = arrays.load_record(root / "logs" / "train")
         reaper.extend(e["job_id"] for e in record["tasks"].values() if "job_id" in e)
@@ -377,18 +383,27 @@ def test_killed_training_task_resumes_from_its_checkpoint(slurm_cluster, reaper,
 
 
 def test_failing_tasks_are_reported_failed_with_their_logs(slurm_cluster, reaper, tiny_dataset, tmp_path):
-    _, _, overrides = tiny_dataset
+    _, data_dir, overrides = tiny_dataset
     bad_store = Path("/nonexistent/survey.zarr")
     start = time.monotonic()
     printed = run(["make", "-s", "infer-array", f"STORE={bad_store}"], timeout_s=60)
     assert printed.returncode != 0 and f"no Zarr store at {bad_store}" in printed.stderr
     assert time.monotonic() - start < 30
 
-    # a bad store for inference and a bad data folder for training, submitted together
+    # a data folder without stores is refused before anything is queued
+    refused = make_submit_train(tmp_path / "no_data", tmp_path, list(overrides), "resnet18", reaper, refused=True)
+    assert f"no train store at {tmp_path / 'no_data' / 'stores' / 'train.zarr'}" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "logs" / "train").exists()
+
+    # a bad store for inference, and for training stores whose shard bytes are corrupted (opening cannot tell,
+    # the task's first read does), submitted together
+    damaged = tmp_path / "damaged"
+    shutil.copytree(data_dir / "stores", damaged / "stores")
+    corrupt_shards(damaged / "stores" / "train.zarr")
     infer_logs = tmp_path / "infer_logs"
     job_id, task_ids = sbatch_infer(infer_env(bad_store, tmp_path / "runs", tmp_path / "pred"), "0-1",
                                     infer_logs, reaper)
-    make_submit_train(tmp_path / "no_data", tmp_path, list(overrides), "resnet18", reaper)
+    make_submit_train(damaged, tmp_path, list(overrides), "resnet18", reaper)
 
     assert slurm.wait(task_ids, timeout_s=TIMEOUT_S, poll_s=1) == dict.fromkeys(task_ids, "FAILED")
     for task_id in task_ids:
@@ -404,6 +419,8 @@ def test_failing_tasks_are_reported_failed_with_their_logs(slurm_cluster, reaper
     assert fields[:2] == ["failed", "resnet18/seed0"] and "FAILED" in fields and "log:" in fields
     log = Path(fields[fields.index("log:") + 1])
     assert log == Path(report["resnet18/seed0"].log) and log.exists()
-    assert f"no Zarr store at {(tmp_path / 'no_data').resolve() / 'stores' / 'train.zarr'}" in log.read_text()
+    train_store = (damaged / "stores" / "train.zarr").resolve()
+    assert re.search(rf"store {re.escape(str(train_store))}: shard \d+ \(rows \d+-\d+\) is unusable: reading it "
+                     r"failed .*; rebuild it with: python data_prep/build_store\.py ", log.read_text())
     assert "1 failed" in result.stdout
     assert not marker_path(tmp_path / "runs" / "resnet18" / "seed0").exists()

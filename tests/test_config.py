@@ -51,3 +51,43 @@ def test_overrides_apply_and_are_typed():
 def test_to_dict_round_trip_is_hashable_data():
     data = to_dict(load_experiment("demo"))
     assert data["train"]["batch_size"] == 50 and isinstance(data["grid"]["models"], list)
+
+
+# ----------------------------------------------------------------------------- whose error it is
+
+
+def test_a_file_that_is_not_toml_is_named_with_its_line(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text("[train]\nepochs = 3\nlr = \n")
+    with pytest.raises(ConfigError, match=rf"^{path}: not valid TOML: .*line 3"):
+        load_experiment(path)
+
+
+@pytest.mark.parametrize("text, line, key", [
+    ("[train]\nepochs = 3\nlearning_rate = 0.1\n", 3, "learning_rate"),
+    ("[data]\nimage_size = 33\n\n[train]\n# the study's value\nepochs = 'many'\n", 6, "train.epochs"),
+    ("[trian]\nepochs = 3\n", 1, "trian"),
+])
+def test_a_bad_key_or_value_in_a_file_names_the_file_and_line(tmp_path, text, line, key):
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"^{path}:{line}: .*{key}") as err:
+        load_experiment(path)
+    assert "--set" not in str(err.value)
+
+
+@pytest.mark.parametrize("override, problem", [
+    ("train.epoch=3", r"unknown key\(s\) \['epoch'\]; valid keys: .*'epochs'"),
+    ("train.epochs=abc", "train.epochs: expected an integer, got 'abc'"),
+    ("trian.epochs=3", r"unknown key\(s\) \['trian'\]"),
+    ("train.epochs", "must look like section.key=value"),
+])
+def test_a_bad_override_blames_the_flag_not_the_shipped_file(override, problem):
+    with pytest.raises(ConfigError, match=rf"^--set {override}: .*{problem}") as err:
+        load_experiment("demo", ["train.epochs=2", override])
+    assert "demo.toml" not in str(err.value)
+
+
+def test_a_bad_cluster_override_names_the_cluster_flag():
+    with pytest.raises(ConfigError, match=r"^--cluster-set partiton=h100: .*unknown key\(s\) \['partiton'\]"):
+        load_cluster("a100", ["partiton=h100"])

@@ -41,3 +41,52 @@ def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path):
     other.write_text("someone else's")
     assert remove_stale_temporaries(target) == [stale]
     assert not stale.exists() and other.exists()
+
+
+def test_marker_and_output_are_fsynced_file_then_rename_then_directory(tmp_path, monkeypatch):
+    """A crash of the machine between write and rename must not leave a marker vouching for unflushed bytes."""
+    import os
+
+    from gcnn_spin.io import write_parquet_atomic
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        kind = "dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file"
+        events.append((f"fsync {kind}", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.basename(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    import pandas as pd
+
+    out = tmp_path / "part-00000.parquet"
+    write_parquet_atomic(pd.DataFrame({"x": [1, 2]}), out)
+    write_marker(out, n_rows=2)
+    tmp_names = [name for kind, name in events if kind == "fsync file"]
+    assert [kind for kind, _ in events] == ["fsync file", "replace", "fsync dir"] * 2
+    assert all(name.endswith(".tmp") for name in tmp_names)  # the temporary is flushed before it gets its name
+    assert [name for kind, name in events if kind != "fsync file"] == [
+        "part-00000.parquet", tmp_path.name, "part-00000.parquet.done", tmp_path.name]
+
+
+def test_a_failed_fsync_leaves_the_target_untouched(tmp_path, monkeypatch):
+    import os
+
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+
+    def broken_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="Input/output"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("new")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]

@@ -316,3 +316,21 @@ def test_casjobs_command_writes_the_upload_and_the_query(tmp_path):
     assert (tmp_path / "sdss_dr7_photometry.sql").read_text() == casjobs_sql()
     (tmp_path / "empty.csv").write_text("")
     assert module.main(["--gz1", str(tmp_path / "empty.csv"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_a_corrupt_cache_entry_says_which_file_to_delete(tmp_path, sky):
+    from gcnn_spin.errors import InputError
+
+    gz1, objects = sky
+    with Loopback() as server:
+        server.route(SKYSERVER_DR7_PATH, SkyServerFake(objects))
+        query_photometry(gz1, tmp_path / "cache", client=fast_client(server), batch_size=4, progress=False)
+        entry = sorted((tmp_path / "cache").glob("*.csv"))[1]
+        entry.write_bytes(entry.read_bytes()[:40] + b"\n\x00\x01garbage\"unterminated")  # a disk-full write
+        with pytest.raises(InputError, match=rf"^{entry}: cannot read this SDSS cache entry .*; delete {entry} and "
+                                             r"rerun \(its query is sent again\)$"):
+            query_photometry(gz1, tmp_path / "cache", client=fast_client(server), batch_size=4, progress=False)
+        entry.unlink()
+        table, _ = query_photometry(gz1, tmp_path / "cache", client=fast_client(server), batch_size=4,
+                                    progress=False)
+        assert server.hits(SKYSERVER_DR7_PATH) == 3 and len(table) == 6  # only the deleted entry was asked again

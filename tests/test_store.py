@@ -1,6 +1,7 @@
 """Sharded Zarr store: round trip, layout, resume after a kill, concurrent shard builders, bad images."""
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -262,3 +263,110 @@ def test_losing_the_creation_race_keeps_the_winner_and_leaves_nothing(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["train.zarr.shards"]
     with pytest.raises(ValueError, match="no rows"):
         build_store(tmp_path / "e.zarr", make_rows(0), ArraySource(make_rows(0)), margin=True, cfg=CFG)
+
+
+# ----------------------------------------------------------------------------- lost and damaged shards
+
+
+def built_from_jpegs(tmp_path: Path, n: int = 24) -> tuple[Path, np.ndarray]:
+    """A finished 3-shard store built from a JPEG tree, and its images."""
+    rows = make_rows(n)
+    source = write_jpeg_tree(tmp_path / "raw", rows)
+    path = tmp_path / "stores" / "train.zarr"
+    build_store(path, rows, source, margin=True, cfg=CFG, progress=False)
+    return path, open_store(path).images[:]
+
+
+def shard_path(path: Path, k: int) -> Path:
+    return path / "images" / "c" / str(k) / "0" / "0" / "0"
+
+
+def corrupt_shards(path: Path, shards: list[int] | None = None) -> list[Path]:
+    """Zero the first bytes of the shard files of store ``path`` (``shards``, default all): their size is
+    unchanged, so opening cannot tell; the first chunk's zstd frame header is gone, so reading fails."""
+    files = ([shard_path(path, k) for k in shards] if shards is not None
+             else sorted(p for p in (path / "images" / "c").rglob("*") if p.is_file()))
+    for file in files:
+        data = bytearray(file.read_bytes())
+        data[:64] = bytes(64)
+        file.write_bytes(bytes(data))
+    return files
+
+
+def test_a_deleted_shard_fails_on_open_naming_store_shard_rows_and_the_rebuild_command(tmp_path):
+    """A scratch purge of one shard file must not read back as black images."""
+    from gcnn_spin.data.store import ShardError
+
+    path, images = built_from_jpegs(tmp_path)
+    shard_path(path, 1).unlink()
+    with pytest.raises(ShardError) as err:
+        open_store(path)
+    message = str(err.value)
+    assert f"store {path}: shard 1 (rows 8-15)" in message and "is missing" in message
+    command = message.split("rebuild it with: ", 1)[1]
+    assert command.startswith("python data_prep/build_store.py ") and command.endswith("--task-id 1")
+    # the command as printed rebuilds exactly that shard (test cutouts are 40 px, not the survey's 424)
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, *command.split()[1:], "--cutout-size", "40", "--no-progress"], cwd=repo,
+                         env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["built"] == 1
+    np.testing.assert_array_equal(open_store(path).images[:], images)
+
+
+def test_a_shard_deleted_after_opening_fails_the_read_instead_of_giving_zeros(tmp_path):
+    from gcnn_spin.data.store import ShardError
+
+    path, images = built_from_jpegs(tmp_path)
+    store = open_store(path)
+    np.testing.assert_array_equal(store.read_block(16, 24), images[16:])
+    shard_path(path, 2).unlink()
+    with pytest.raises(ShardError, match=r"shard 2 \(rows 16-23\) is unusable: its file .* is missing"):
+        store.read_block(16, 20)
+    np.testing.assert_array_equal(store.read_block(0, 8), images[:8])  # the other shards still read
+
+
+def test_a_truncated_shard_fails_on_open_with_the_same_kind_of_message(tmp_path):
+    from gcnn_spin.data.store import ShardError
+
+    path, _ = built_from_jpegs(tmp_path)
+    file = shard_path(path, 0)
+    size = file.stat().st_size
+    file.write_bytes(file.read_bytes()[: size // 2])
+    pattern = (rf"shard 0 \(rows 0-7\) is unusable: its file .* has {size // 2} bytes, its marker says {size} "
+               r"\(truncated or overwritten\); rebuild it with: python data_prep/build_store\.py .*--task-id 0$")
+    with pytest.raises(ShardError, match=pattern):
+        open_store(path)
+
+
+def test_a_shard_with_corrupt_bytes_fails_the_read_naming_the_shard(tmp_path):
+    from gcnn_spin.data.store import ShardError
+
+    path, _ = built_from_jpegs(tmp_path)
+    corrupt_shards(path, [1])
+    store = open_store(path)  # same size: opening cannot tell, the read does
+    with pytest.raises(ShardError, match=r"shard 1 \(rows 8-15\) is unusable: reading it failed "
+                                         r"\((Runtime|Value)Error"):
+        store.read_block(4, 12)
+
+
+def test_a_shard_of_only_bad_images_has_no_file_and_is_not_taken_for_lost(tmp_path):
+    rows = make_rows(16)
+    path = tmp_path / "test.zarr"
+    build_store(path, rows, ArraySource(rows, bad=list(rows["dr8_id"][8:])), margin=True, cfg=CFG, on_bad="skip",
+                progress=False)
+    assert not shard_path(path, 1).exists()  # zarr writes no file for a shard of zeros
+    store = open_store(path)
+    assert not store.read_block(8, 16).any() and not store.ok[8:].any()
+
+
+def test_rebuilding_a_finished_store_redoes_only_the_damaged_shard(tmp_path):
+    rows = make_rows(24)
+    path = tmp_path / "train.zarr"
+    build_store(path, rows, ArraySource(rows), margin=True, cfg=CFG, progress=False)
+    images = open_store(path).images[:]
+    shard_path(path, 2).unlink()
+    source = ArraySource(rows)
+    summary = build_store(path, rows, source, margin=True, cfg=CFG, progress=False)
+    assert summary["built"] == [2] and summary["complete"] and source.loaded == list(rows["dr8_id"][16:])
+    np.testing.assert_array_equal(open_store(path).images[:], images)

@@ -107,6 +107,23 @@ def test_corrupt_checkpoint_is_a_clear_error(tiny_dataset, tmp_path):
     assert (out / "checkpoint.pt").read_bytes() == b"not a checkpoint"  # never overwritten
 
 
+def test_a_store_damaged_after_it_was_finished_fails_training_naming_the_shard(tiny_dataset, tmp_path):
+    """What a training task on the cluster meets when a shard's bytes are corrupted: an error, not bad images."""
+    import shutil
+
+    from test_store import corrupt_shards
+
+    from gcnn_spin.data.store import ShardError
+
+    raw, data_dir, overrides = tiny_dataset
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir / "stores", copy / "stores")
+    corrupt_shards(copy / "stores" / "train.zarr")
+    with pytest.raises(ShardError, match=rf"store {copy / 'stores' / 'train.zarr'}: shard \d+ \(rows \d+-\d+\) is "
+                                         r"unusable: reading it failed .* --task-id \d+$"):
+        train(_spec((raw, copy, overrides)), tmp_path / "run", progress=False)
+
+
 def test_checkpoint_of_another_config_is_refused(tiny_dataset, tmp_path, monkeypatch):
     out = tmp_path / "other"
     train(_spec(tiny_dataset, extra=["train.epochs=1"]), out, progress=False)

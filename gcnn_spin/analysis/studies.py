@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import UserError
 from ..io import config_hash, is_done, read_marker, write_marker, write_parquet_atomic
 from . import recovery, rotation
 from .runs import Issue, Run, discover_runs
@@ -149,7 +150,7 @@ def _test_store(args) -> Path:
         return Path(args.store)
     if args.data:
         return Path(args.data) / "stores" / "test.zarr"
-    raise SystemExit("the rotation study needs the test store: pass --data DATA or --store DATA/stores/test.zarr")
+    raise UserError("the rotation study needs the test store: pass --data DATA or --store DATA/stores/test.zarr")
 
 
 def main(study: str, argv: Sequence[str] | None = None) -> int:

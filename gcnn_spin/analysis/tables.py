@@ -2,6 +2,10 @@
 
 Spread: the sample standard deviation over seeds (``ddof=1``); it is left empty for a single seed.
 
+Every aggregated cell carries the number of members it really averaged (``{key}_n``): a member whose value is
+missing (NaN) is left out of that cell's mean, and the cell then says so (``0.62 ± 0.01 (n=4 of 5)``) and the
+table's notes name the seeds without a value. A row's ``n_seeds`` alone never stands for a mean over fewer.
+
 Partial sets are never averaged silently. ``summarise`` takes the members that are complete and, per model,
 the members that are not (``incomplete``): by default such a model's row keeps no numbers and says
 ``partial`` with the missing members named; with ``allow_partial`` the row is computed from the complete
@@ -62,6 +66,17 @@ def mean_std(values: Sequence[float] | np.ndarray) -> tuple[float, float, int]:
     return float(x.mean()), (float(x.std(ddof=1)) if x.size > 1 else math.nan), int(x.size)
 
 
+def fmt_n(n: int, n_expected: int) -> str:
+    """``" (n=4 of 5)"`` when fewer members were averaged than expected, else ``""``."""
+    return f" (n={n} of {n_expected})" if n < n_expected else ""
+
+
+def mean_std_cell(values: Sequence[float] | np.ndarray, digits: int = 4, scale: float = 1.0) -> str:
+    """``"0.62 ± 0.01"`` over the finite ``values``, marked ``" (n=4 of 5)"`` when some were NaN."""
+    mean, std, n = mean_std(values)
+    return fmt_pm(mean, std, digits, scale) + fmt_n(n, len(values))
+
+
 def fmt_pm(mean: float, std: float, digits: int = 4, scale: float = 1.0) -> str:
     """``"0.6216 ± 0.0007"``; ``"—"`` without a mean; the mean alone without a spread."""
     if mean is None or not np.isfinite(mean):
@@ -72,7 +87,8 @@ def fmt_pm(mean: float, std: float, digits: int = 4, scale: float = 1.0) -> str:
 
 def summarise(per_run: pd.DataFrame, columns: Sequence[Column], incomplete: Mapping[str, Sequence[str]] | None = None,
               allow_partial: bool = False, labels: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per model: ``n_seeds``, ``seeds``, ``{key}_mean``, ``{key}_std``, ``status``, ``missing``.
+    """One row per model: ``n_seeds``, ``seeds``, ``{key}_mean``, ``{key}_std``, ``{key}_n`` (members averaged),
+    ``status``, ``missing`` and ``no_value`` (``"{header}: seeds 1, 4"`` for cells averaged over fewer).
 
     ``per_run`` holds complete members only (columns ``model``, ``seed`` and the keys); ``incomplete`` maps a
     model to descriptions of its incomplete members. ``labels`` restricts and orders the rows (default: every
@@ -88,13 +104,19 @@ def summarise(per_run: pd.DataFrame, columns: Sequence[Column], incomplete: Mapp
         status = COMPLETE if not missing else (LEFT_OUT if allow_partial else PARTIAL)
         row = {"model": label, "n_seeds": len(members) if status != PARTIAL else 0,
                "seeds": ",".join(str(s) for s in sorted(members["seed"])) if len(members) else ""}
+        no_value = []
         for col in columns:
-            mean, std, _ = mean_std(members[col.key]) if len(members) and status != PARTIAL else (math.nan,) * 3
-            row[f"{col.key}_mean"], row[f"{col.key}_std"] = mean, std
-        row["status"], row["missing"] = status, "; ".join(missing)
+            averaged = len(members) and status != PARTIAL
+            mean, std, n = mean_std(members[col.key]) if averaged else (math.nan, math.nan, 0)
+            row[f"{col.key}_mean"], row[f"{col.key}_std"], row[f"{col.key}_n"] = mean, std, n
+            if averaged and n < len(members):
+                seeds = members.loc[~np.isfinite(members[col.key].to_numpy(dtype=np.float64)), "seed"]
+                no_value.append(f"{col.header}: seeds {', '.join(str(s) for s in sorted(seeds))}")
+        row["status"], row["missing"], row["no_value"] = status, "; ".join(missing), "; ".join(no_value)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=["model", "n_seeds", "seeds", *[f"{c.key}_{s}" for c in columns
-                                                                       for s in ("mean", "std")], "status", "missing"])
+                                                                       for s in ("mean", "std", "n")],
+                                        "status", "missing", "no_value"])
     return frame
 
 
@@ -111,12 +133,15 @@ def summary_markdown(summary: pd.DataFrame, columns: Sequence[Column]) -> str:
     header = ["model", "seeds", *[c.header for c in columns], "status"]
     rows, notes = [], []
     for _, row in summary.iterrows():
-        cells = [fmt_pm(row[f"{c.key}_mean"], row[f"{c.key}_std"], c.digits, c.scale) for c in columns]
+        cells = [fmt_pm(row[f"{c.key}_mean"], row[f"{c.key}_std"], c.digits, c.scale)
+                 + (fmt_n(row[f"{c.key}_n"], row["n_seeds"]) if row["status"] != PARTIAL else "") for c in columns]
         status = row["status"] if row["status"] == COMPLETE else f"**{row['status']}**"
         rows.append([row["model"], str(row["n_seeds"]), *cells, status])
         if row["missing"]:
             verb = "left out" if row["status"] == LEFT_OUT else "incomplete, so no mean is shown"
             notes.append(f"- {row['model']} ({verb}): {row['missing']}")
+        if row.get("no_value"):
+            notes.append(f"- {row['model']} (averaged over fewer seeds, no value for): {row['no_value']}")
     return markdown_table(header, rows) + ("\n\n" + "\n".join(notes) if notes else "")
 
 

@@ -296,12 +296,13 @@ def status(log_dir: str | Path, tasks: Sequence[Task] | None = None) -> list[Tas
     else:
         outputs = {t.task_id: Path(t.output) for t in tasks}
     backend = record.get("backend", "slurm")
-    job_ids = sorted({e["job_id"] for tid, e in entries.items() if tid in outputs and "job_id" in e})
+    done = {tid: marker_path(out).exists() for tid, out in outputs.items()}
+    # a task with its marker is done whatever the scheduler says: ask it only about the others
+    job_ids = sorted({e["job_id"] for tid, e in entries.items() if tid in outputs and not done[tid] and "job_id" in e})
     if backend == "slurm":
         states = slurm.job_states(job_ids) if job_ids else {}
     else:
         states = {j: ("RUNNING" if _local_job_running(j) else "EXITED") for j in job_ids}
-    done = {tid: marker_path(out).exists() for tid, out in outputs.items()}
     # A local group runs its tasks in order: the first unfinished one runs, the rest wait.
     first_open: dict[str, int] = {}
     for tid, entry in entries.items():
@@ -364,4 +365,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gcnn_spin.errors import run_command
+
+    run_command(main)

@@ -16,8 +16,13 @@ from typing import Any
 import submitit
 
 from gcnn_spin.config import ClusterProfile, ConfigError
+from gcnn_spin.errors import UserError
 
 EXECUTORS = ("auto", "slurm", "local")
+
+
+class BackendError(UserError, RuntimeError):
+    """The profile asks for a scheduler this machine does not have."""
 
 
 def resolve_backend(profile: ClusterProfile) -> str:
@@ -26,7 +31,7 @@ def resolve_backend(profile: ClusterProfile) -> str:
         raise ConfigError(f"cluster profile {profile.name!r}: executor {profile.executor!r} is not one of {EXECUTORS}")
     has_slurm = shutil.which("sbatch") is not None and shutil.which("srun") is not None
     if profile.executor == "slurm" and not has_slurm:
-        raise RuntimeError(f"cluster profile {profile.name!r} asks for SLURM, but sbatch/srun are not on the PATH")
+        raise BackendError(f"cluster profile {profile.name!r} asks for SLURM, but sbatch/srun are not on the PATH")
     if profile.executor == "auto":
         return "slurm" if has_slurm else "local"
     return profile.executor
@@ -76,19 +81,25 @@ def executor_parameters(profile: ClusterProfile, job_name: str) -> dict[str, Any
     return params
 
 
-def make_executor(profile: ClusterProfile, log_dir: str | Path, job_name: str) -> submitit.AutoExecutor:
+def make_executor(profile: ClusterProfile, log_dir: str | Path, job_name: str,
+                  create: bool = True) -> submitit.AutoExecutor:
     """A submitit ``AutoExecutor`` for ``profile`` writing its pickles and logs under ``log_dir``.
 
-    Raises ``NameError`` (from submitit) for an unknown ``extra_sbatch`` key, ``ConfigError`` for an unknown
-    executor, ``FileNotFoundError`` for a missing container image.
+    Raises ``ConfigError`` for an unknown ``extra_sbatch`` key (submitit's check, listing the valid names) or
+    executor, ``FileNotFoundError`` for a missing container image. ``create=False``: check all that and create
+    nothing (a dry run validates the profile like a real submission).
     """
     backend = resolve_backend(profile)
     log_dir = Path(log_dir).resolve()
-    log_dir.mkdir(parents=True, exist_ok=True)
+    if create:
+        log_dir.mkdir(parents=True, exist_ok=True)
     kwargs = {}
     python = python_command(profile, log_dir)
     if python is not None:
         kwargs[f"{backend}_python"] = python
     executor = submitit.AutoExecutor(folder=log_dir, cluster=backend, **kwargs)
-    executor.update_parameters(**executor_parameters(profile, job_name))
+    try:
+        executor.update_parameters(**executor_parameters(profile, job_name))
+    except NameError as err:
+        raise ConfigError(f"cluster profile {profile.name!r}: {' '.join(str(err).split())}") from None
     return executor

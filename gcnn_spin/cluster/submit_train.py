@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from ..config import load_cluster, load_experiment
+from ..errors import UserError
 from ..train import RunSpec, run_dir_for
 from . import arrays
 from .executor import make_executor
@@ -40,6 +41,22 @@ def train_task(model: str, seed: int, data_dir: str, out_dir: str, config: str, 
     return str(train(spec, out_dir, resume=True, progress=False))
 
 
+#: The stores every training task reads (``DATA/stores/{split}.zarr``).
+TRAINING_STORES = ("train", "val", "test")
+
+
+def check_stores(data_dir: str | Path) -> None:
+    """Refuse to submit when ``--data`` lacks a finished, intact training store (before any task is queued)."""
+    from ..data.store import open_store
+
+    for split in TRAINING_STORES:
+        path = Path(data_dir) / "stores" / f"{split}.zarr"
+        if not path.exists():
+            raise UserError(f"--data {data_dir}: no {split} store at {path}; build the stores first "
+                            "(python data_prep/build_dataset.py ... --out DATA)")
+        open_store(path)  # raises naming an unfinished store or a lost or damaged shard
+
+
 def grid_tasks(data_dir: str | Path, runs_root: str | Path, config: str, overrides: list[str],
                models: list[str] | None = None, seeds: list[int] | None = None) -> list[arrays.Task]:
     """One resumable task per (model, seed) of the config's grid (or the given subsets)."""
@@ -50,7 +67,7 @@ def grid_tasks(data_dir: str | Path, runs_root: str | Path, config: str, overrid
     seeds = list(experiment.grid.seeds if seeds is None else seeds)
     unknown = sorted(set(models) - set(registry.names()))
     if unknown:
-        raise SystemExit(f"unknown model(s) {unknown}; valid: {', '.join(registry.names())}")
+        raise UserError(f"unknown model(s) {unknown}; valid: {', '.join(registry.names())}")
     data_dir = str(Path(data_dir).resolve())
     tasks = []
     for model in models:
@@ -85,10 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tasks = grid_tasks(args.data, args.runs, args.config, args.overrides, args.models, args.seeds)
+    profile = load_cluster(args.cluster, args.cluster_overrides)  # a dry run checks the profile like a real run
+    check_stores(args.data)
     if args.dry_run:
+        make_executor(profile, args.logs, job_name="gcnn_spin-train", create=False)
         print(arrays.format_plan(arrays.plan(tasks)))
         return 0
-    profile = load_cluster(args.cluster, args.cluster_overrides)
     executor = make_executor(profile, args.logs, job_name="gcnn_spin-train")
     submission = arrays.submit(tasks, executor, profile)
     jobs = submission.job_list
@@ -109,4 +128,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gcnn_spin.errors import run_command
+
+    run_command(main)

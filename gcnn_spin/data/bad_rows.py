@@ -13,6 +13,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from gcnn_spin.errors import UserError
 from gcnn_spin.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 ON_BAD = ("raise", "skip")
 
 
-class BadRowsError(ValueError):
+class BadRowsError(UserError, ValueError):
     """Input rows that cannot be used; the message names the file, the reasons and the first offending ids."""
 
     def __init__(self, message: str, ids: list | None = None):
@@ -28,7 +29,7 @@ class BadRowsError(ValueError):
         self.ids = list(ids or [])
 
 
-class EmptyInputError(ValueError):
+class EmptyInputError(UserError, ValueError):
     """An input table with no (usable) rows: an empty file, a header alone, or every row skipped as bad."""
 
 

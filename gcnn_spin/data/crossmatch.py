@@ -29,6 +29,7 @@ from astropy.coordinates import SkyCoord
 from gcnn_spin.data.bad_rows import (
     BadRowsError, EmptyInputError, RowProblems, check_on_bad, missing_columns, require_rows,
 )
+from gcnn_spin.errors import reading
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ def _read_columns(path: Path, optional: tuple[str, ...] = ("brickid",)) -> pa.Ta
     The Galaxy Zoo DESI catalogue as published (parquet or CSV, hundreds of morphology columns) reads as it is.
     """
     if path.suffix == ".parquet":
-        names = pq.read_schema(path).names
+        with reading(path, "DESI catalogue parquet"):
+            names = pq.read_schema(path).names
     else:
         try:
             names = pa_csv.open_csv(path).schema.names
@@ -54,10 +56,11 @@ def _read_columns(path: Path, optional: tuple[str, ...] = ("brickid",)) -> pa.Ta
             raise BadRowsError(f"{path}: not a readable CSV table ({err})") from None
     missing_columns(names, INDEX_COLUMNS, path)
     columns = list(INDEX_COLUMNS) + [c for c in optional if c in names]
-    if path.suffix == ".parquet":
-        return pq.read_table(path, columns=columns)
-    return pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
-        include_columns=columns, column_types={"dr8_id": pa.string()}))
+    with reading(path, "DESI catalogue"):
+        if path.suffix == ".parquet":
+            return pq.read_table(path, columns=columns)
+        return pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
+            include_columns=columns, column_types={"dr8_id": pa.string()}))
 
 
 def brickids(dr8_ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:

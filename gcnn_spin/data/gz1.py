@@ -25,6 +25,8 @@ from astropy.coordinates import Angle
 from gcnn_spin.conventions import OTHER_VOTE_COLUMNS, hard_class, soft_targets
 from gcnn_spin.data.bad_rows import EmptyInputError, RowProblems, check_on_bad, missing_columns, require_rows
 from gcnn_spin.data.parse import parse_numbers, parse_objid, strings
+from gcnn_spin.errors import reading
+from gcnn_spin.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +87,18 @@ def read_gz1(path: str | os.PathLike, *, on_bad: str = "raise", report_path: str
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"GZ1 table not found: {path}")
-    try:
-        header = pd.read_csv(path, nrows=0)
-    except pd.errors.EmptyDataError:
-        raise EmptyInputError(f"{path}: empty file; expected GZ1 table 2 (a header line, then one row per "
-                              "galaxy)") from None
+    with reading(path, "GZ1 CSV"):
+        try:
+            header = pd.read_csv(path, nrows=0)
+        except pd.errors.EmptyDataError:
+            raise EmptyInputError(f"{path}: empty file; expected GZ1 table 2 (a header line, then one row per "
+                                  "galaxy)") from None
     names = {c.strip().upper(): c for c in header.columns}
     missing_columns(names, REQUIRED_COLUMNS, path)
     wanted = [names[c] for c in REQUIRED_COLUMNS]
-    table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
-        include_columns=wanted, column_types={c: pa.string() for c in wanted}))
+    with reading(path, "GZ1 CSV"):
+        table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
+            include_columns=wanted, column_types={c: pa.string() for c in wanted}))
     raw = {c: strings(table.column(names[c])) for c in REQUIRED_COLUMNS}
     n_rows = table.num_rows
     require_rows(n_rows, path, "GZ1 rows")

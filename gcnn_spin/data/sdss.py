@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from gcnn_spin.data.bad_rows import EmptyInputError, RowProblems, check_on_bad, missing_columns, require_rows
 from gcnn_spin.data.http import RateLimiter, RetryableError, retry_call
 from gcnn_spin.data.parse import parse_numbers, parse_objid
+from gcnn_spin.errors import reading
 from gcnn_spin.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -294,7 +295,8 @@ def query_photometry(objects: pd.DataFrame, cache_dir: str | os.PathLike, *, cli
     for request in tqdm(requests, unit="batch", desc="SDSS", disable=not progress):
         path = cache_dir / f"{request.key}.csv"
         if path.exists():
-            parts.append(parse_answer(pd.read_csv(path, dtype=str, keep_default_na=False), request))
+            with reading(path, "SDSS cache entry", f"delete {path} and rerun (its query is sent again)"):
+                parts.append(parse_answer(pd.read_csv(path, dtype=str, keep_default_na=False), request))
             n_cached += 1
             continue
         try:

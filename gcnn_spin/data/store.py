@@ -7,7 +7,7 @@ Layout of ``DATA/stores/{split}.zarr`` and its siblings (see docs/architecture.m
   ``M = S`` for survey stores. Group attributes: ``image_size``, ``margin_size`` (= M), ``margin``,
   ``n_images``, ``shard_images``, ``chunk_images``, ``codec``, ``config_hash``, ``source``.
 - ``{split}.zarr.shards/``: the build's bookkeeping: ``plan.parquet`` (rows in store order) and one marker
-  ``shard-{k:05d}.done`` per finished shard (JSON, lists the shard's bad rows).
+  ``shard-{k:05d}.done`` per finished shard (JSON: the shard's bad rows and its file's size in ``bytes``).
 - ``{split}.parquet``: the rows in store order (index ``row``) plus ``ok``; ``{split}.bad.csv``: the rows
   whose image was bad (``on_bad="skip"``); ``{split}.zarr.done``: the store's marker. These three are written
   once every shard is finished, so their presence means the store is whole.
@@ -16,6 +16,11 @@ Building: :func:`create_store` writes the metadata once (race-safe: prepared in 
 renamed into place); :func:`build_shard` fills one shard (one file) in one write and writes its marker last, so
 shards can be built by several processes or SLURM array tasks at once; :func:`build_store` does both, skips
 finished shards, and finalises. A rebuild of a finished store is a no-op.
+
+Integrity: a shard file that is missing (a scratch purge) reads back as zeros and a truncated one fails a
+checksum, so opening a store checks every shard file against the size its marker recorded, and a read that
+fails names the store, the shard, its rows and the command that rebuilds it (a rebuild redoes exactly the shards
+whose file no longer matches its marker).
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ from tqdm.auto import tqdm
 from gcnn_spin.ranges import format_ranges
 from gcnn_spin.config import DataConfig
 from gcnn_spin.data.images import BadImageError, ImageSource, margin_size, to_store_image
-from gcnn_spin.io import atomic_path, config_hash, marker_path, read_marker, write_json_atomic, write_marker
+from gcnn_spin.errors import UserError, reading
+from gcnn_spin.io import (atomic_path, config_hash, fsync_dir, fsync_file, marker_path, read_marker,
+                          write_json_atomic, write_marker)
 
 ON_BAD = ("raise", "skip")
 #: Codec names accepted in ``DataConfig.codec`` (level from ``DataConfig.codec_level``).
@@ -50,8 +57,12 @@ CODECS = ("none", "zstd", "blosc-lz4", "blosc-lz4hc", "blosc-zstd", "blosc-zstd-
 BAD_COLUMNS = ["row", "dr8_id", "path", "reason"]
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """A store that cannot be used or built as asked (incomplete, or built with another config)."""
+
+
+class ShardError(StoreError):
+    """A finished store whose shard file is missing, truncated or unreadable."""
 
 
 # ----------------------------------------------------------------------------- paths and plan
@@ -90,6 +101,51 @@ def shard_groups(n_shards: int, max_tasks: int) -> list[range]:
 def _shard_output(paths: Mapping[str, Path], k: int) -> Path:
     """The (virtual) output whose marker is ``shard-{k:05d}.done``."""
     return paths["shards"] / f"shard-{k:05d}"
+
+
+def shard_file(images: zarr.Array, store_path: Path, k: int) -> Path:
+    """The file zarr keeps shard ``k`` of ``images`` in (absent while the shard holds only zeros)."""
+    return store_path / "images" / images.metadata.encode_chunk_key((k,) + (0,) * (images.ndim - 1))
+
+
+def _durable_shard(images: zarr.Array, store_path: Path, k: int) -> int:
+    """fsync shard ``k``'s file and the folders naming it; its size in bytes (0: zarr wrote no file)."""
+    path = shard_file(images, store_path, k)
+    if not path.exists():
+        return 0
+    fsync_file(path)
+    folder = path.parent
+    while folder != store_path.parent:
+        fsync_dir(folder)
+        folder = folder.parent
+    return path.stat().st_size
+
+
+def _shard_problem(path: Path, expected: int | None, all_bad: bool = False) -> str | None:
+    """Why a shard file does not match its marker (``expected``: recorded size; ``None``: not recorded)."""
+    size = path.stat().st_size if path.exists() else None
+    if expected is None:  # a marker from before sizes were recorded: existence is all we can check
+        return f"its file {path} is missing" if size is None and not all_bad else None
+    if expected == 0:  # the shard held only zeros, so zarr wrote no file
+        return None
+    if size is None:
+        return f"its file {path} is missing"
+    if size != expected:
+        return f"its file {path} has {size} bytes, its marker says {expected} (truncated or overwritten)"
+    return None
+
+
+def rebuild_command(paths: Mapping[str, Path], attrs: Mapping[str, Any], k: int) -> str:
+    """The ``data_prep/build_store.py`` call that rebuilds shard ``k`` (array task of the default grouping)."""
+    n_shards = -(-int(attrs["n_images"]) // int(attrs["shard_images"]))
+    task = next(i for i, group in enumerate(shard_groups(n_shards, 1000)) if k in group)
+    source = str(attrs.get("source", ""))
+    images = source[len("JpegTree("):-1] if source.startswith("JpegTree(") else "IMAGE_ROOT"
+    settings = " ".join(f"--set data.{key}={attrs[key]}" for key in
+                        ("image_size", "chunk_images", "shard_images", "codec", "codec_level"))
+    margin = "--margin" if attrs.get("margin") else "--no-margin"
+    return (f"python data_prep/build_store.py --rows {paths['plan']} --images {images} --out {paths['store']} "
+            f"{margin} {settings} --task-id {task}")
 
 
 def _check_layout(cfg: DataConfig) -> None:
@@ -164,7 +220,11 @@ def _prepared_dir(target: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield tmp
+        for path in sorted(tmp.rglob("*"), reverse=True):  # files, then the folders that name them
+            (fsync_dir if path.is_dir() else fsync_file)(path)
+        fsync_dir(tmp)
         os.rename(tmp, target)
+        fsync_dir(target.parent)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         if not target.exists():
@@ -271,9 +331,9 @@ def build_shard(
     group = zarr.open_group(paths["store"], mode="r+")
     digest = group.attrs["config_hash"]
     marker = read_marker(output)
-    if marker is not None and marker.get("config_hash") == digest:
-        return {**marker, "skipped": True}
     images = group["images"]
+    if marker is not None and marker.get("config_hash") == digest and not _marker_problem(images, paths, marker):
+        return {**marker, "skipped": True}
     n, shard = images.shape[0], int(group.attrs["shard_images"])
     if not 0 <= k * shard < n:
         raise ValueError(f"shard {k} does not exist in {paths['store']} ({n} images, {shard} per shard)")
@@ -300,7 +360,9 @@ def build_shard(
             progress.update(1)
     _remove_partials(paths["store"], k)
     images[start:stop] = buf  # the whole shard in one write: one file, written atomically by zarr
-    summary = {"shard": k, "start": start, "stop": stop, "bad": bad, "seconds": round(time.perf_counter() - t0, 3)}
+    nbytes = _durable_shard(images, paths["store"], k)
+    summary = {"shard": k, "start": start, "stop": stop, "bad": bad, "bytes": nbytes,
+               "seconds": round(time.perf_counter() - t0, 3)}
     write_marker(output, config_hash=digest, **summary)
     return {**summary, "skipped": False}
 
@@ -313,13 +375,48 @@ def _build_shard_task(path: str, k: int, source: ImageSource, on_bad: str) -> di
         return {"bad_image": (err.dr8_id, err.path, err.reason)}
 
 
+def _marker_problem(images: zarr.Array, paths: Mapping[str, Path], marker: Mapping[str, Any]) -> str | None:
+    """Why shard ``marker["shard"]``'s file does not match what its marker recorded (``None``: it does)."""
+    k = int(marker["shard"])
+    all_bad = len(marker.get("bad", ())) == int(marker["stop"]) - int(marker["start"])
+    return _shard_problem(shard_file(images, paths["store"], k), marker.get("bytes"), all_bad)
+
+
+def _recorded_sizes(paths: Mapping[str, Path], marker: Mapping[str, Any],
+                    n_shards: int) -> tuple[list[int | None], set[int]]:
+    """``(sizes, all_bad)``: each shard file's size as built (from the store marker, else from the shard markers
+    of a store finished before sizes were recorded) and the shards whose every image was bad."""
+    if "shard_bytes" in marker:
+        return list(marker["shard_bytes"]), set()
+    markers = [read_marker(_shard_output(paths, k)) or {} for k in range(n_shards)]
+    all_bad = {k for k, m in enumerate(markers) if len(m.get("bad", ())) == m.get("stop", 0) - m.get("start", 0) > 0}
+    return [m.get("bytes") for m in markers], all_bad
+
+
+def damaged_shards(path: str | os.PathLike) -> dict[int, str]:
+    """Shards of a finished store whose file no longer matches the store's marker: ``{k: why}``."""
+    paths = store_paths(path)
+    group = zarr.open_group(paths["store"], mode="r")
+    n_shards = -(-int(group.attrs["n_images"]) // int(group.attrs["shard_images"]))
+    sizes, all_bad = _recorded_sizes(paths, read_marker(paths["store"]) or {}, n_shards)
+    images = group["images"]
+    return {k: why for k in range(n_shards)
+            if (why := _shard_problem(shard_file(images, paths["store"], k), sizes[k], k in all_bad))}
+
+
 def finished_shards(path: str | os.PathLike) -> tuple[int, list[int]]:
-    """``(n_shards, missing)``: how many shards the store has and which have no marker yet."""
+    """``(n_shards, missing)``: how many shards the store has and which are not built: no marker yet, or a
+    file that no longer matches its marker (deleted or truncated since)."""
     paths = store_paths(path)
     group = zarr.open_group(paths["store"], mode="r")
     n, shard, digest = int(group.attrs["n_images"]), int(group.attrs["shard_images"]), group.attrs["config_hash"]
+    images = group["images"]
     n_shards = -(-n // shard)
-    missing = [k for k in range(n_shards) if (read_marker(_shard_output(paths, k)) or {}).get("config_hash") != digest]
+    missing = []
+    for k in range(n_shards):
+        marker = read_marker(_shard_output(paths, k)) or {}
+        if marker.get("config_hash") != digest or _marker_problem(images, paths, marker):
+            missing.append(k)
     return n_shards, missing
 
 
@@ -329,9 +426,11 @@ def finalize_store(path: str | os.PathLike) -> dict[str, Any]:
     n_shards, missing = finished_shards(path)
     if missing:
         raise StoreError(f"{paths['store']}: cannot finalise, shards not built: {format_ranges(missing)}")
-    bad = []
+    bad, shard_bytes = [], []
     for k in range(n_shards):
-        bad.extend(read_marker(_shard_output(paths, k))["bad"])
+        marker = read_marker(_shard_output(paths, k))
+        bad.extend(marker["bad"])
+        shard_bytes.append(marker.get("bytes"))
     rows = pd.read_parquet(paths["plan"])
     rows["ok"] = True
     bad_df = pd.DataFrame(bad, columns=BAD_COLUMNS)
@@ -341,7 +440,7 @@ def finalize_store(path: str | os.PathLike) -> dict[str, Any]:
     with atomic_path(paths["bad"]) as out:
         bad_df.to_csv(out, index=False)
     digest = zarr.open_group(paths["store"], mode="r").attrs["config_hash"]
-    write_marker(paths["store"], config_hash=digest, n_images=len(rows), n_bad=len(bad_df))
+    write_marker(paths["store"], config_hash=digest, n_images=len(rows), n_bad=len(bad_df), shard_bytes=shard_bytes)
     return {"n_images": len(rows), "n_bad": len(bad_df)}
 
 
@@ -364,10 +463,14 @@ def build_store(
     rows = _clean_rows(rows)
     digest = config_hash(_store_config(rows, cfg, margin))
     marker = read_marker(paths["store"])
-    if not overwrite and marker is not None and marker.get("config_hash") == digest:
+    finished = (not overwrite and marker is not None and marker.get("config_hash") == digest
+                and paths["rows"].exists())
+    if finished and not damaged_shards(path):
         return _summary(paths, built=[], skipped=list(range(len(plan_shards(len(rows), cfg)))), t0=t0)
     create_store(path, rows, margin=margin, cfg=cfg, source=describe_source(source), overwrite=overwrite)
     n_shards, missing = finished_shards(path)
+    if finished:  # a shard file was lost or truncated after the store was finished: it is whole again only
+        marker_path(paths["store"]).unlink(missing_ok=True)  # once those shards are rebuilt
     wanted = list(range(n_shards)) if shards is None else sorted(set(shards))
     outside = [k for k in wanted if not 0 <= k < n_shards]
     if outside:
@@ -440,12 +543,33 @@ class Store:
                 )
             raise StoreError(f"{self.path}: every shard is built but the store was not finalised; rerun the build")
         self.images = group["images"]
-        self.rows = pd.read_parquet(self.paths["rows"])
+        with reading(self.paths["rows"], "store rows parquet",
+                     f"delete it and rerun the store's build, which rewrites it ({self.paths['rows'].name})"):
+            self.rows = pd.read_parquet(self.paths["rows"])
         if len(self.rows) != self.images.shape[0]:
             raise StoreError(
                 f"{self.paths['rows']} has {len(self.rows)} rows but {self.path} has {self.images.shape[0]} images"
             )
         self.ok = self.rows["ok"].to_numpy(dtype=bool)
+        self._shard_images = int(self.attrs["shard_images"])
+        self._expected = _recorded_sizes(self.paths, marker, -(-len(self) // self._shard_images))
+        problems = {k: why for k in range(len(self._expected[0])) if (why := self._shard_problem(k))}
+        if problems:
+            raise self._shard_error(problems)
+
+    def _shard_problem(self, k: int) -> str | None:
+        sizes, all_bad = self._expected
+        return _shard_problem(shard_file(self.images, self.path, k), sizes[k], k in all_bad)
+
+    def _shard_error(self, problems: Mapping[int, str]) -> ShardError:
+        """One message naming the store, the bad shards, their rows and the command that rebuilds them."""
+        first = min(problems)
+        rows = range(first * self._shard_images, min((first + 1) * self._shard_images, len(self)))
+        more = (f" ({len(problems)} bad shards: {format_ranges(sorted(problems))})" if len(problems) > 1 else "")
+        return ShardError(
+            f"store {self.path}: shard {first} (rows {rows.start}-{rows.stop - 1}) is unusable: {problems[first]}"
+            f"{more}; rebuild it with: {rebuild_command(self.paths, self.attrs, first)}"
+        )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -469,6 +593,20 @@ class Store:
         """Images ``start:stop`` as ``(stop - start, 3, M, M) uint8`` (fastest when chunk-aligned)."""
         if not 0 <= start <= stop <= len(self):
             raise IndexError(f"block {start}:{stop} outside {self.path.name} (0..{len(self)})")
+        shards = range(start // self._shard_images, -(-stop // self._shard_images))
+        # a shard deleted after opening would read back as zeros: look again before every read
+        problems = {k: why for k in shards if (why := self._shard_problem(k))}
+        if problems:
+            raise self._shard_error(problems)
+        try:
+            return self.images[start:stop]
+        except Exception:  # noqa: BLE001 - zarr and its codecs raise ValueError, RuntimeError... on bad bytes
+            pass
+        for k in shards:  # find the shard that cannot be read, to name it
+            try:
+                self.images[max(start, k * self._shard_images):min(stop, (k + 1) * self._shard_images)]
+            except Exception as err:  # noqa: BLE001
+                raise self._shard_error({k: f"reading it failed ({type(err).__name__}: {err})"}) from err
         return self.images[start:stop]
 
 

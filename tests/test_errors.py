@@ -1,0 +1,118 @@
+"""One way every command fails: an error the user caused is one line on stderr, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gcnn_spin.errors import EXIT_USER_ERROR, InputError, UserError, commands, reading
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = ["-m", "gcnn_spin.train", "--model", "resnet18", "--seed", "0", "--out", "{tmp}/run"]
+
+#: command line (``{tmp}``: the test's folder) -> what its one line must say
+BAD_CALLS = {
+    "train: missing data folder": (TRAIN + ["--data", "{tmp}/nowhere"], "{tmp}/nowhere/stores/train.zarr"),
+    "train: bad TOML": (TRAIN + ["--data", "{tmp}", "--config", "{tmp}/bad.toml"],
+                        "{tmp}/bad.toml: not valid TOML: .* line 2"),
+    "train: unknown --set key": (TRAIN + ["--data", "{tmp}", "--set", "train.epoch=3"],
+                                 r"--set train.epoch=3: train: unknown key\(s\) \['epoch'\]"),
+    "train: wrong value type": (TRAIN + ["--data", "{tmp}", "--set", "train.epochs=many"],
+                                "--set train.epochs=many: train.epochs: expected an integer, got 'many'"),
+    "train: unknown model": (["-m", "gcnn_spin.train", "--model", "resnet19", "--seed", "0", "--data", "{tmp}",
+                              "--out", "{tmp}/run"], "unknown model 'resnet19'; valid: "),
+    "predict: missing store": (["-m", "gcnn_spin.predict", "--run", "{tmp}/run", "--store", "{tmp}/none.zarr",
+                                "--out", "{tmp}/p.parquet", "--device", "cpu"], "no Zarr store at {tmp}/none.zarr"),
+    "submit_train: --data without stores": (["-m", "gcnn_spin.cluster.submit_train", "--data", "{tmp}",
+                                             "--cluster", "local", "--dry-run"],
+                                            "--data {tmp}: no train store at {tmp}/stores/train.zarr"),
+    "submit_train dry run: misspelt --cluster-set": (
+        ["-m", "gcnn_spin.cluster.submit_train", "--data", "{tmp}", "--cluster", "local", "--dry-run",
+         "--cluster-set", "partiton=h100"], r"--cluster-set partiton=h100: .*unknown key\(s\) \['partiton'\]"),
+    "build_store: corrupt rows parquet": (["data_prep/build_store.py", "--rows", "{tmp}/garbage.parquet", "--images",
+                                           "{tmp}", "--out", "{tmp}/stores/train.zarr"],
+                                          "{tmp}/garbage.parquet: cannot read this rows parquet"),
+    "build_dataset: corrupt GZ1 CSV": (["data_prep/build_dataset.py", "--gz1", "{tmp}/garbage.csv", "--desi-index",
+                                        "{tmp}/garbage.parquet", "--images", "{tmp}", "--out", "{tmp}/data"],
+                                       "{tmp}/garbage.csv: cannot read this GZ1 CSV"),
+    "collect: missing runs": (["analysis/collect.py", "--runs", "{tmp}/noruns", "--out", "{tmp}/results"],
+                              "FileNotFoundError: runs folder {tmp}/noruns does not exist"),
+    "train: corrupt marker": (["-m", "gcnn_spin.train", "--model", "resnet18", "--seed", "0", "--data", "{tmp}",
+                               "--out", "{tmp}/runs/resnet18/seed0"],
+                              "{tmp}/runs/resnet18/seed0.done: cannot read this completion marker .*; "
+                              r"delete {tmp}/runs/resnet18/seed0.done \(its output is then redone\)"),
+    "infer: missing store": (["-m", "gcnn_spin.cluster.infer", "--store", "{tmp}/survey.zarr", "--runs",
+                              "{tmp}/runs", "--out", "{tmp}/pred", "--task-id", "0"], "{tmp}/survey.zarr"),
+    "status: nothing submitted": (["-m", "gcnn_spin.cluster.arrays", "status", "{tmp}"], "no submission.json"),
+    "python -m on a package": (["-m", "gcnn_spin.cluster"], "gcnn_spin.cluster is not a command; the commands are"),
+    "python -m on a library module": (["-m", "gcnn_spin.evaluate"], "gcnn_spin.evaluate is not a command"),
+}
+if not torch.cuda.is_available():
+    BAD_CALLS["predict: --device cuda without CUDA"] = (
+        ["-m", "gcnn_spin.predict", "--run", "{tmp}/run", "--store", "{tmp}/none.zarr", "--out", "{tmp}/p.parquet",
+         "--device", "cuda"], "--device cuda: CUDA is not usable here: ")
+
+
+def bad_inputs(tmp: Path) -> None:
+    """The files the bad calls point at: a TOML with a syntax error, garbage CSV/parquet, a run, a bad marker."""
+    (tmp / "bad.toml").write_text("[train]\nepochs = \n")
+    garbage = bytes(range(256)) * 8
+    (tmp / "garbage.parquet").write_bytes(garbage)
+    (tmp / "garbage.csv").write_bytes(garbage)
+    run = tmp / "runs" / "resnet18" / "seed0"
+    run.mkdir(parents=True)
+    (run.parent / "seed0.done").write_text('{"model": "resnet18", "se')  # cut short
+
+
+def run_command_line(args: list[str], tmp: Path, *extra: str, env: dict | None = None):
+    argv = [a.replace("{tmp}", str(tmp)) for a in args] + list(extra)
+    return subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+
+
+@pytest.mark.slow  # one interpreter (most import torch) per call: ~3 s each on an idle core
+@pytest.mark.parametrize("call", list(BAD_CALLS))
+def test_a_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path, call):
+    args, says = BAD_CALLS[call]
+    bad_inputs(tmp_path)
+    out = run_command_line(args, tmp_path)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == EXIT_USER_ERROR, out.stderr
+    assert "Traceback" not in out.stderr and len(lines) == 1, out.stderr
+    assert re.search(says.replace("{tmp}", re.escape(str(tmp_path))), lines[0]), lines[0]
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    args, _ = BAD_CALLS["train: unknown --set key"]
+    bad_inputs(tmp_path)
+    for out in (run_command_line(args, tmp_path, "--debug"),
+                run_command_line(args, tmp_path, env={"GCNN_SPIN_DEBUG": "1"})):
+        assert out.returncode == EXIT_USER_ERROR and "Traceback" in out.stderr
+        assert out.stderr.splitlines()[-1].startswith("error: --set train.epoch=3")
+
+
+def test_reading_names_the_file_and_the_fix(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "part-00001.parquet"
+    path.write_bytes(b"not parquet")
+    with pytest.raises(InputError, match=rf"^{path}: cannot read this prediction part \(.*\); delete it$"):
+        with reading(path, "prediction part", "delete it"):
+            pd.read_parquet(path)
+    with pytest.raises(UserError, match="kept as is"):  # an error that already names its input is not rewrapped
+        with reading(path):
+            raise UserError("kept as is")
+
+
+def test_every_command_runs_through_the_one_runner():
+    modules = [c.split()[-1] for c in commands()]
+    assert {"gcnn_spin.train", "gcnn_spin.predict", "gcnn_spin.demo", "gcnn_spin.cluster.submit_train"} <= set(modules)
+    scripts = sorted((REPO / "data_prep").glob("*.py")) + sorted((REPO / "analysis").glob("*.py"))
+    for script in scripts:
+        assert "run_command(" in script.read_text(), script
