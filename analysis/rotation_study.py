@@ -3,4 +3,4 @@
 from gcnn_spin.analysis.studies import main
 
 if __name__ == "__main__":
-    raise SystemExit(main("rotation"))
+    raise SystemExit(main(study="rotation"))

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import layout
 from .config import load_cluster, load_experiment
 
 
@@ -92,15 +93,16 @@ def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, ov
 
     t0 = _step("4/6 survey inference (the code jobs/desi_infer.sh runs, one task per part)")
     predictions = out / "predictions"
-    store = data / "stores" / "survey.zarr"
-    infer.main(["--store", str(store), "--runs", str(runs), "--out", str(predictions), "--no-progress"])
+    store = layout.store_path(data, "survey")
+    infer.main(["run", "--store", str(store), "--runs", str(runs), "--out", str(predictions), "--cluster", "local",
+                "--quiet"])
     _done(t0)
 
     t0 = _step(f"5/6 rotation study: MC dropout, 9 angles x 10 passes, {rotation_images} test images per run")
     from .analysis import studies
 
-    studies.main("rotation", ["--runs", str(runs), "--data", str(data), "--out", str(out / "results"),
-                           "--images", str(rotation_images), "--no-progress"])
+    studies.main(["run", "--runs", str(runs), "--data", str(data), "--out", str(out / "results"), "--cluster",
+                  "local", "--n-images", str(rotation_images), "--quiet"], study="rotation")
     _done(t0)
 
     t0 = _step("6/6 analysis/collect.py")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import models
+from . import layout, models
 from .config import ExperimentConfig, load_experiment, to_dict
 from .evaluate import evaluate_run
 from .io import (atomic_path, config_hash, is_done, marker_path, remove_stale_temporaries, write_json_atomic,
@@ -46,7 +46,8 @@ class CheckpointError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """Everything that defines one training run (hashed into its completion marker)."""
+    """One training run. ``as_dict()`` is its identity (hashed into its marker): model, seed and the science
+    config. Where the data folder lies is not part of it, so moving the data does not retrain anything."""
 
     model: str
     seed: int
@@ -54,13 +55,12 @@ class RunSpec:
     experiment: ExperimentConfig
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "seed": self.seed, "data_dir": str(self.data_dir),
-                "experiment": to_dict(self.experiment)}
+        return {"model": self.model, "seed": self.seed, "experiment": to_dict(self.experiment)}
 
 
 def run_dir_for(runs_root: str | Path, model: str, seed: int) -> Path:
-    """``RUNS/{model}/seed{k}`` — the one place that spells the layout."""
-    return Path(runs_root) / model / f"seed{seed}"
+    """``RUNS/{model}/seed{k}`` (see :mod:`gcnn_spin.layout`)."""
+    return layout.run_dir(runs_root, model, seed)
 
 
 def model_options_for(model: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -158,7 +158,7 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
         log.info("%s: complete (marker %s), nothing to do", out, marker_path(out))
         return out
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", {**run_config, "config_hash": run_hash})
+    write_json_atomic(out / "config.json", {**run_config, "config_hash": run_hash, "data_dir": str(spec.data_dir)})
 
     dev = pick_device(device)
     set_cpu_threads(cfg.train.num_threads)
@@ -171,10 +171,9 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=cfg.train.step_size, gamma=cfg.train.gamma)
 
-    stores = Path(spec.data_dir) / "stores"
-    train_loader = StoreLoader(stores / "train.zarr", batch_size=cfg.train.batch_size, shuffle=True, seed=spec.seed,
+    train_loader = StoreLoader(layout.store_path(spec.data_dir, "train"), batch_size=cfg.train.batch_size, shuffle=True, seed=spec.seed,
                                image_size=image_size, rotate=cfg.train.rotate, device=dev)
-    val_loader = StoreLoader(stores / "val.zarr", batch_size=cfg.train.batch_size, shuffle=False, seed=spec.seed,
+    val_loader = StoreLoader(layout.store_path(spec.data_dir, "val"), batch_size=cfg.train.batch_size, shuffle=False, seed=spec.seed,
                              image_size=image_size, rotate=False, device=dev)
 
     ckpt_path = out / "checkpoint.pt"

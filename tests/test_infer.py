@@ -7,6 +7,7 @@ from gcnn_spin.cluster import infer
 from gcnn_spin.config import load_experiment
 from gcnn_spin.data.store import open_store
 from gcnn_spin.io import marker_path
+from gcnn_spin.layout import finished_runs
 from gcnn_spin.predict import load_exported, predict_probabilities
 from gcnn_spin.train import RunSpec, run_dir_for, train
 
@@ -45,28 +46,28 @@ def test_parts_merge_to_one_whole_pass_and_rerun_skips(tiny_dataset, trained_run
     store = open_store(store_path)
     parts = infer.store_parts(store)
     assert len(parts) >= 3, "the tiny survey should span several parts"
-    runs = infer.finished_runs(trained_runs)
-    assert [(m, s) for m, s, _ in runs] == [("resnet18", 0), ("resnet18", 1)]
+    runs = finished_runs(trained_runs)
+    assert [(r.model, r.seed) for r in runs] == [("resnet18", 0), ("resnet18", 1)]
     pred = tmp_path / "pred"
     for part in parts:
         summary = infer.run_part(part.task_id, store_path, runs, pred, progress=False)
         assert len(summary["written"]) == 2
     merged = _merge(pred, "resnet18", 0)
     assert list(merged.columns) == infer.PREDICTION_COLUMNS
-    whole = predict_probabilities(load_exported(runs[0][2]), store, progress=False)
+    whole = predict_probabilities(load_exported(runs[0].path), store, progress=False)
     assert merged["dr8_id"].tolist() == whole["dr8_id"].tolist()
     assert (merged[["p_cw", "p_acw", "p_other"]].to_numpy() - whole[["p_cw", "p_acw", "p_other"]].to_numpy()).max() < 1e-5
     assert merged["dr8_id"].is_unique and len(merged) == int(store.ok.sum())
     again = infer.run_part(0, store_path, runs, pred, progress=False)
     assert again["written"] == [] and len(again["skipped"]) == 2
     beyond = infer.run_part(len(parts) + 5, store_path, runs, pred, progress=False)
-    assert beyond["written"] == [] and beyond["n_parts"] == len(parts)
+    assert beyond["written"] == [] and beyond["skipped"] == []
 
 
 def test_kill_mid_part_leaves_nothing_and_rerun_completes(tiny_dataset, trained_runs, tmp_path, monkeypatch):
     _, data_dir, _ = tiny_dataset
     store_path = data_dir / "stores" / "survey.zarr"
-    runs = infer.finished_runs(trained_runs, seeds=[0])
+    runs = finished_runs(trained_runs, seeds=[0])
     pred = tmp_path / "pred"
     real_write = pd.DataFrame.to_parquet
 
@@ -85,12 +86,16 @@ def test_kill_mid_part_leaves_nothing_and_rerun_completes(tiny_dataset, trained_
     assert out.exists() and marker_path(out).exists()
 
 
-def test_print_array_and_plan(tiny_dataset, trained_runs, tmp_path, capsys):
+def test_print_array_dry_run_and_missing_runs(tiny_dataset, trained_runs, tmp_path, capsys):
     _, data_dir, _ = tiny_dataset
     store_path = str(data_dir / "stores" / "survey.zarr")
     n_parts = len(infer.store_parts(open_store(store_path)))
-    assert infer.main(["--store", store_path, "--print-array"]) == 0
-    assert capsys.readouterr().out.strip() == f"0-{n_parts - 1}"
-    assert infer.main(["--store", store_path, "--runs", str(trained_runs), "--out", str(tmp_path), "--plan"]) == 0
-    assert "0/2 runs done" in capsys.readouterr().out
+    args = ["--store", store_path, "--runs", str(trained_runs), "--out", str(tmp_path), "--cluster", "local"]
+    assert infer.main([*args, "--print-array"]) == 0
+    assert capsys.readouterr().out.strip() == f"0-{n_parts - 1}"  # one array element per part, every run in it
+    assert infer.main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"{2 * n_parts} tasks: 0 done, {2 * n_parts} to run" in out and "resnet18/seed1/part-00000" in out
+    assert not list(tmp_path.iterdir())  # a dry run writes nothing, not even the plan
     assert infer.main(["--store", store_path, "--runs", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert "no finished runs" in capsys.readouterr().err

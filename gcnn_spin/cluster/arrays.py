@@ -41,7 +41,7 @@ from submitit.core.utils import JobPaths
 
 from gcnn_spin.cluster import slurm
 from gcnn_spin.config import ClusterProfile
-from gcnn_spin.io import marker_path, write_json_atomic
+from gcnn_spin.io import marker_path, read_marker, write_json_atomic
 
 SUBMISSION_FILE = "submission.json"
 STATES = ("done", "pending", "running", "failed", "not_started", "unknown")
@@ -60,8 +60,9 @@ class Task:
     """One array task: ``fn(*args, **kwargs)`` writes ``output`` and then its marker.
 
     ``task_id`` names the task in plans, logs and ``submission.json`` (unique within a stage, e.g.
-    ``"g_resnet18/seed3"`` or ``"part-00012"``). ``fn`` must be importable (module level): submitit
-    pickles it by reference.
+    ``"g_resnet18/seed3"`` or ``"resnet18/seed0/part-00012"``). ``fn`` must be importable (module level):
+    submitit pickles it by reference. ``identity``: the ``config_hash`` the marker must carry for the task to
+    count as done (a marker written for other inputs or settings is stale); ``None`` accepts any marker.
     """
 
     task_id: str
@@ -69,6 +70,7 @@ class Task:
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    identity: str | None = None
 
     @property
     def marker(self) -> Path:
@@ -76,7 +78,9 @@ class Task:
 
     @property
     def done(self) -> bool:
-        return self.marker.exists()
+        if self.identity is None:
+            return self.marker.exists()
+        return (read_marker(self.output) or {}).get("config_hash") == self.identity
 
     def __call__(self) -> Any:
         """Run the task unless its marker exists; fail if it returns without writing the marker."""
@@ -173,6 +177,37 @@ def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
     if size < 1:
         raise ValueError(f"chunk size must be >= 1, got {size}")
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def at_most(items: Sequence[Any], max_groups: int) -> list[list[Any]]:
+    """Consecutive groups of equal size (the last one shorter), at most ``max_groups`` of them.
+
+    The one grouping helper: shards into inference parts, shards into store-build tasks, tasks into the
+    elements of an sbatch array (``--task-id K`` runs group K).
+    """
+    if max_groups < 1:
+        raise ValueError(f"max_groups must be >= 1, got {max_groups}")
+    return chunks(items, -(-len(items) // max_groups)) if items else []
+
+
+def array_groups(tasks: Sequence[Task], max_array_size: int, key: Callable[[Task], Any] | None = None
+                 ) -> list[list[Task]]:
+    """The tasks as at most ``max_array_size`` array elements, never splitting tasks that share a ``key``.
+
+    Consecutive tasks with the same key (e.g. every run's task of one inference part) stay in one element.
+    """
+    buckets: list[list[Task]] = []
+    for task in tasks:
+        if key is not None and buckets and key(buckets[-1][-1]) == key(task):
+            buckets[-1].append(task)
+        else:
+            buckets.append([task])
+    return [[t for bucket in group for t in bucket] for group in at_most(buckets, max_array_size)]
+
+
+def format_array(groups: Sequence[Any]) -> str:
+    """The ``sbatch --array`` range that covers ``groups`` ("" when there are none)."""
+    return f"0-{len(groups) - 1}" if groups else ""
 
 
 def _now() -> str:
@@ -293,15 +328,16 @@ def status(log_dir: str | Path, tasks: Sequence[Task] | None = None) -> list[Tas
     entries: Mapping[str, Mapping[str, Any]] = record.get("tasks", {})
     if tasks is None:
         outputs = {tid: Path(e["output"]) for tid, e in entries.items()}
+        done = {tid: marker_path(out).exists() for tid, out in outputs.items()}
     else:
         outputs = {t.task_id: Path(t.output) for t in tasks}
+        done = {t.task_id: t.done for t in tasks}
     backend = record.get("backend", "slurm")
     job_ids = sorted({e["job_id"] for tid, e in entries.items() if tid in outputs and "job_id" in e})
     if backend == "slurm":
         states = slurm.job_states(job_ids) if job_ids else {}
     else:
         states = {j: ("RUNNING" if _local_job_running(j) else "EXITED") for j in job_ids}
-    done = {tid: marker_path(out).exists() for tid, out in outputs.items()}
     # A local group runs its tasks in order: the first unfinished one runs, the rest wait.
     first_open: dict[str, int] = {}
     for tid, entry in entries.items():
