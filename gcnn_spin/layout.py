@@ -1,6 +1,7 @@
 """The on-disk layout, in one place: where DATA, RUNS, PRED, RESULTS and LOGS keep each artifact, and discovery.
 
     DATA/stores/{split}.zarr              Zarr store (+ {split}.parquet rows, {split}.bad.csv)
+    DATA/stores/{split}.zarr.shards/shard-{k:05d}.done   shard k built (resumable and array builds)
     RUNS/{model}/seed{k}/                 training run (+ marker RUNS/{model}/seed{k}.done)
     PRED/plan.json                        the inference part plan: store identity + row range of every part
     PRED/{model}/seed{k}/part-{i:05d}.parquet   survey predictions of part i (+ .done)
@@ -34,6 +35,12 @@ def store_path(data: str | Path, split: str) -> Path:
 def store_rows_path(data: str | Path, split: str) -> Path:
     """``DATA/stores/{split}.parquet``: the store's rows in store order."""
     return store_path(data, split).with_suffix(".parquet")
+
+
+def shard_output(store: str | Path, shard: int) -> Path:
+    """The (virtual) output whose marker ``{split}.zarr.shards/shard-{k:05d}.done`` says shard k is built."""
+    store = Path(store)
+    return store.with_name(store.name + ".shards") / f"shard-{shard:05d}"
 
 
 def run_dir(runs: str | Path, model: str, seed: int) -> Path:

@@ -1,15 +1,17 @@
-"""Sharded survey inference: planning under MaxArraySize, parts equal one whole pass, kill and rerun."""
+"""Sharded survey inference: planning under MaxArraySize, parts equal one whole pass, kill and rerun, stale
+parts, the recorded plan; the training and inference stages through the launcher on the local executor."""
+
+import json
 
 import pandas as pd
 import pytest
 
-from gcnn_spin.cluster import infer
-from gcnn_spin.config import load_experiment
+from gcnn_spin.analysis.runs import check_completeness
+from gcnn_spin.cluster import infer, submit_train
 from gcnn_spin.data.store import open_store
-from gcnn_spin.io import marker_path
-from gcnn_spin.layout import finished_runs
+from gcnn_spin.io import marker_path, read_marker, write_json_atomic
+from gcnn_spin.layout import finished_runs, plan_path
 from gcnn_spin.predict import load_exported, predict_probabilities
-from gcnn_spin.train import RunSpec, run_dir_for, train
 
 
 def test_plan_parts_groups_whole_shards_under_max_array_size():
@@ -24,15 +26,34 @@ def test_plan_parts_groups_whole_shards_under_max_array_size():
     assert infer.plan_parts(0, 64) == []
 
 
+def train_stage_args(data_dir, runs, logs, overrides):
+    settings = [a for o in [*overrides, "train.epochs=1"] for a in ("--set", o)]
+    return ["--data", str(data_dir), "--runs", str(runs), "--logs", str(logs), "--config", "demo", *settings,
+            "--models", "resnet18", "--seeds", "0", "1", "--cluster", "local"]
+
+
 @pytest.fixture(scope="module")
 def trained_runs(tiny_dataset, tmp_path_factory):
+    """Two resnet18 seeds trained by the training stage on the local executor (make submit-train CLUSTER=local)."""
     _, data_dir, overrides = tiny_dataset
-    runs = tmp_path_factory.mktemp("runs")
-    cfg = load_experiment("demo", list(overrides) + ["train.epochs=1"])
-    for seed in (0, 1):
-        spec = RunSpec(model="resnet18", seed=seed, data_dir=str(data_dir), experiment=cfg)
-        train(spec, run_dir_for(runs, "resnet18", seed), progress=False)
-    return runs
+    root = tmp_path_factory.mktemp("train")
+    args = train_stage_args(data_dir, root / "runs", root / "logs", overrides)
+    assert submit_train.main([*args, "--wait", "--timeout-min", "10"]) == 0  # submit is this stage's default
+    return root / "runs"
+
+
+def test_train_stage_status_and_a_moved_data_folder_retrains_nothing(tiny_dataset, trained_runs, tmp_path,
+                                                                     capsys):
+    _, data_dir, overrides = tiny_dataset
+    logs = trained_runs.parent / "logs"
+    assert submit_train.main(["status", *train_stage_args(data_dir, trained_runs, logs, overrides)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "2 done"
+    moved = train_stage_args(tmp_path / "moved" / "data", trained_runs, logs, overrides)
+    assert submit_train.main([*moved, "--dry-run"]) == 0
+    assert "2 tasks: 2 done, 0 to run" in capsys.readouterr().out
+    other = train_stage_args(data_dir, trained_runs, logs, [*overrides, "train.lr=0.01"])
+    assert submit_train.main([*other, "--dry-run"]) == 0  # another config is another run: both to redo
+    assert "2 tasks: 0 done, 2 to run" in capsys.readouterr().out
 
 
 def _merge(pred_root, model, seed):
@@ -99,3 +120,54 @@ def test_print_array_dry_run_and_missing_runs(tiny_dataset, trained_runs, tmp_pa
     assert not list(tmp_path.iterdir())  # a dry run writes nothing, not even the plan
     assert infer.main(["--store", store_path, "--runs", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     assert "no finished runs" in capsys.readouterr().err
+
+
+def test_infer_stage_on_the_local_executor_records_its_plan_and_redoes_stale_parts(tiny_dataset, trained_runs,
+                                                                                   tmp_path, capsys):
+    _, data_dir, _ = tiny_dataset
+    store_path = data_dir / "stores" / "survey.zarr"
+    n_parts = len(infer.store_parts(open_store(store_path)))
+    pred, logs = tmp_path / "pred", tmp_path / "logs"
+    args = ["--store", str(store_path), "--runs", str(trained_runs), "--out", str(pred), "--logs", str(logs),
+            "--cluster", "local", "-q"]
+    assert infer.main(["submit", *args, "--wait", "--timeout-min", "5"]) == 0
+    assert f"{2 * n_parts} inference tasks submitted (local), 0 already complete" in capsys.readouterr().out
+    plan = json.loads(plan_path(pred).read_text())
+    assert plan["n_parts"] == n_parts and plan["store"]["n_images"] == len(open_store(store_path))
+    assert infer.main(["status", *args]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"{2 * n_parts} done"
+    found = check_completeness(trained_runs, pred, store=store_path)
+    assert found.issues == [] and found.n_parts == n_parts and "inference plan" in found.parts_source
+
+    # seed 1 is retrained in place (same config, new completion): its parts are stale, seed 0's are not
+    run1 = trained_runs / "resnet18" / "seed1"
+    retrained = read_marker(run1)
+    retrained["provenance"]["time_utc"] = "2030-01-01T00:00:00+00:00"
+    write_json_atomic(marker_path(run1), retrained)
+    (issue,) = check_completeness(trained_runs, pred, store=store_path).issues
+    assert (issue.model, issue.seed) == ("resnet18", 1) and "earlier training" in issue.problem
+    assert infer.main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"{n_parts} done, {n_parts} to run" in out and "todo  resnet18/seed1/part-00000" in out
+    assert infer.main(["run", *args]) == 0  # every stale task in this process
+    assert check_completeness(trained_runs, pred, store=store_path).issues == []
+
+
+def test_missing_trailing_parts_are_named_from_the_recorded_plan(tiny_dataset, trained_runs, tmp_path):
+    _, data_dir, _ = tiny_dataset
+    store_path = data_dir / "stores" / "survey.zarr"
+    n_parts = len(infer.store_parts(open_store(store_path)))
+    pred = tmp_path / "pred"
+    args = ["run", "--store", str(store_path), "--runs", str(trained_runs), "--out", str(pred), "--cluster", "local",
+            "-q"]
+    for task_id in range(n_parts - 1):  # the array's last element never ran, for any run
+        assert infer.main([*args, "--task-id", str(task_id)]) == 0
+    found = check_completeness(trained_runs, pred)  # no --store: the plan alone knows how many parts there are
+    assert found.n_parts == n_parts
+    assert {(i.model, i.seed, i.part) for i in found.issues} == {("resnet18", s, n_parts - 1) for s in (0, 1)}
+    other = json.loads(plan_path(pred).read_text())
+    other["store"]["config_hash"] = "another"
+    plan_path(pred).write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="made for another store"):
+        check_completeness(trained_runs, pred, store=store_path)
+    assert infer.main([*args, "--task-id", str(n_parts - 1)]) == 2  # and inference refuses to mix stores

@@ -28,6 +28,7 @@ from ..config import load_cluster
 from . import arrays
 
 ACTIONS = ("run", "submit", "status")
+USER_ERRORS = (FileNotFoundError, ValueError)  # a missing input or a bad setting: one line on stderr, exit 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,9 +92,8 @@ def main(stage: Stage, argv: Sequence[str] | None = None, prog: str | None = Non
         profile = load_cluster(args.cluster, args.cluster_overrides)
         tasks = stage.tasks(args)
         arrays.check_tasks(tasks)
-    except (FileNotFoundError, ValueError) as err:  # a missing input or a bad setting: one line, exit 2
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as err:
+        return _user_error(err)
     groups = arrays.array_groups(tasks, profile.max_array_size, stage.array_key)
     if args.print_array:
         print(arrays.format_array(groups))
@@ -108,10 +108,18 @@ def main(stage: Stage, argv: Sequence[str] | None = None, prog: str | None = Non
               else arrays.format_status(report))
         return 1 if any(s.state == "failed" for s in report) else 0
     if stage.prepare is not None:
-        stage.prepare(args, tasks)
+        try:
+            stage.prepare(args, tasks)
+        except USER_ERRORS as err:
+            return _user_error(err)
     if args.action == "run":
         return _run(stage, args, tasks, groups)
     return _submit(stage, args, tasks, profile)
+
+
+def _user_error(err: Exception) -> int:
+    print(f"error: {err}", file=sys.stderr)
+    return 2
 
 
 def _run(stage: Stage, args: argparse.Namespace, tasks: list[arrays.Task], groups: list[list[arrays.Task]]) -> int:
