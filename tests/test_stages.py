@@ -6,11 +6,15 @@ Inference and training go through the same path in tests/test_infer.py (they nee
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gcnn_spin.cluster import arrays, build_store, stage
+from gcnn_spin.config import load_cluster
 from gcnn_spin.data.store import open_store, store_paths
 from gcnn_spin.io import read_marker
 from gcnn_spin.layout import shard_output, study_path
@@ -126,3 +130,50 @@ def test_every_stage_speaks_the_same_dialect(capsys):
             assert "--images" not in flags, name
         assert all(action.help for action in parser._actions), name  # every option says what it does
         assert module.STAGE.name == name
+
+
+# ----------------------------------------------------------------------------- sbatch jobs/desi_infer.sh
+
+DESI_INFER = Path(__file__).resolve().parents[1] / "jobs" / "desi_infer.sh"
+
+
+def sbatch_header(path: Path) -> dict[str, str]:
+    lines = [line.removeprefix("#SBATCH ").strip() for line in path.read_text().splitlines()
+             if line.startswith("#SBATCH ")]
+    return dict(opt.split("=", 1) if "=" in opt else (opt, "") for opt in lines)
+
+
+def test_desi_infer_header_is_the_a100_profile_and_appends_its_log():
+    profile = load_cluster("a100")
+    header = sbatch_header(DESI_INFER)
+    assert header["--partition"] == profile.partition and header["--cpus-per-task"] == str(profile.cpus_per_task)
+    assert header["--mem"] == f"{profile.mem_gb}G" and header["--time"] == str(profile.time_min)
+    assert header["--gres"] == f"gpu:{profile.gpus_per_task}"
+    start, stop = header["--array"].split("%")[0].split("-")
+    assert (int(start), int(stop) + 1) == (0, profile.max_array_size)
+    assert header["--array"].split("%")[1] == str(profile.array_parallelism)
+    assert header["--open-mode"] == "append" and "--requeue" in header  # a requeue must not truncate its log
+    assert set(header) == {"--job-name", "--array", "--partition", "--gres", "--cpus-per-task", "--mem", "--time",
+                           "--requeue", "--open-mode", "--output"}
+
+
+def test_desi_infer_runs_the_stage_in_the_container_with_the_data_paths_bound(tmp_path):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "apptainer").write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$APPTAINER_ARGS"\n')
+    (fake / "apptainer").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "3",
+           "APPTAINER_ARGS": str(tmp_path / "args.txt"), "GCNN_SPIN_IMAGE": str(tmp_path / "gcnn_spin.sif"),
+           "STORE": str(tmp_path / "data" / "stores" / "survey.zarr"), "RUNS": str(tmp_path / "scratch" / "runs"),
+           "PRED": str(tmp_path / "out" / "pred"), "MODELS": "gc_resnet18 resnet18", "BATCH_SIZE": "64"}
+    result = subprocess.run(["bash", str(DESI_INFER)], cwd=DESI_INFER.parents[1], env=env, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    argv = (tmp_path / "args.txt").read_text().splitlines()
+    binds = set(argv[argv.index("--bind") + 1].split(","))
+    assert binds == {str(DESI_INFER.parents[1]), str(tmp_path / "data" / "stores"), str(tmp_path / "scratch" / "runs"),
+                     str(tmp_path / "out" / "pred")}
+    python = argv[argv.index(str(tmp_path / "gcnn_spin.sif")) + 1:]
+    assert python[:4] == ["python", "-m", "gcnn_spin.cluster.infer", "run"]
+    assert python[python.index("--task-id") + 1] == "3" and python[python.index("--batch-size") + 1] == "64"
+    assert python[python.index("--models") + 1:python.index("--models") + 3] == ["gc_resnet18", "resnet18"]
