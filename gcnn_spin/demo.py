@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import layout
+from . import cli, layout
 from .config import load_cluster, load_experiment
 
 
@@ -126,8 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--swise-bias", type=float, default=0.15,
                         help="fraction of Z-wise votes cast S-wise, as in GZ1 (default: 0.15)")
     parser.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
-    parser.add_argument("--config", default="demo", help="science config (default: the shipped demo config)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    cli.add_config(parser, default="demo")
     parser.add_argument("--rotation-images", type=int, default=100, help="test images in the rotation study")
     return parser
 

@@ -1,7 +1,7 @@
 """Train one (model, seed) into ``RUNS/{model}/seed{k}/``: resumable, atomic checkpoints, a marker when done.
 
     python -m gcnn_spin.train --model gc_resnet18 --seed 0 --data DATA --out runs/gc_resnet18/seed0 \
-        [--config demo] [--set train.epochs=3 ...] [--no-resume]
+        [--config demo] [--set train.epochs=3 ...] [--no-resume] [-q]
 
 A run killed after epoch k and resumed ends with the same weights as one never killed: the checkpoint holds the
 model, optimiser, scheduler and every RNG state, and the loader derives its order and angles from (seed, epoch).
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import layout, models
+from . import cli, layout, models
 from .config import ExperimentConfig, load_experiment, to_dict
 from .evaluate import evaluate_run
 from .io import (atomic_path, config_hash, is_done, marker_path, remove_stale_temporaries, write_json_atomic,
@@ -235,15 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gcnn_spin.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help=f"one of: {', '.join(models.names())}")
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True, help="training seed (weights, shuffling, angles)")
     parser.add_argument("--data", required=True, help="dataset folder (holds stores/{train,val,test}.zarr)")
     parser.add_argument("--out", required=True, help="run folder, by convention runs/{model}/seed{k}")
-    parser.add_argument("--config", default="experiment", help="shipped config name or TOML path (default: experiment)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    cli.add_config(parser)
     parser.add_argument("--no-resume", dest="resume", action="store_false", help="refuse to continue an existing run")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    cli.add_device(parser)
+    cli.add_quiet(parser)
     return parser
 
 
@@ -255,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_experiment(args.config, args.overrides)
     spec = RunSpec(model=args.model, seed=args.seed, data_dir=str(Path(args.data).resolve()), experiment=cfg)
     try:
-        out = train(spec, args.out, resume=args.resume, device=args.device, progress=args.progress)
+        out = train(spec, args.out, resume=args.resume, device=args.device, progress=not args.quiet)
     except (TrainingDiverged, CheckpointError) as err:
         log.error("%s", err)
         return 2

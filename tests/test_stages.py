@@ -177,3 +177,17 @@ def test_desi_infer_runs_the_stage_in_the_container_with_the_data_paths_bound(tm
     assert python[:4] == ["python", "-m", "gcnn_spin.cluster.infer", "run"]
     assert python[python.index("--task-id") + 1] == "3" and python[python.index("--batch-size") + 1] == "64"
     assert python[python.index("--models") + 1:python.index("--models") + 3] == ["gc_resnet18", "resnet18"]
+
+
+def test_single_run_commands_speak_the_same_dialect():
+    from gcnn_spin import demo, predict, train
+
+    for module in (train, predict, demo):
+        parser = module.build_parser()
+        flags = {opt for action in parser._actions for opt in action.option_strings}
+        assert "--no-progress" not in flags and "--plan" not in flags, module.__name__
+        assert all(action.help for action in parser._actions), module.__name__
+    for module in (train, predict):
+        flags = {opt for action in module.build_parser()._actions for opt in action.option_strings}
+        assert {"-q", "--quiet", "--device"} <= flags
+    assert predict.build_parser().parse_args(["--run", "r", "--store", "s", "--out", "o", "-q"]).quiet
