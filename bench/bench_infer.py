@@ -26,7 +26,7 @@ from gcnn_spin.cluster import infer
 from gcnn_spin.config import DataConfig
 from gcnn_spin.data.store import build_store
 from gcnn_spin.io import write_marker
-from gcnn_spin.layout import read_run_marker
+from gcnn_spin.layout import read_run_marker, store_path
 
 SURVEY_SIZE = 8_700_000
 
@@ -50,7 +50,7 @@ def make_survey_store(root: Path, n_images: int, image_size: int) -> Path:
     rows = pd.DataFrame({"dr8_id": [f"1000_{i}" for i in range(n_images)],
                          "ra": np.linspace(0, 10, n_images), "dec": np.linspace(-5, 5, n_images)})
     cfg = DataConfig(image_size=image_size, chunk_images=32, shard_images=1024)
-    path = root / "stores" / "survey.zarr"
+    path = store_path(root, "survey")
     build_store(path, rows, SyntheticSource(), margin=False, cfg=cfg, progress=False)
     return path
 

@@ -170,23 +170,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _tasks(args: argparse.Namespace) -> list[arrays.Task]:
-    from ..config import load_cluster
     from ..data.store import open_store
 
     open_store(args.store)  # a missing or unfinished store is named before anything else
     runs = finished_runs(args.runs, args.models, args.seeds)
     if not runs:
         raise FileNotFoundError(f"no finished runs under {args.runs} (looked for {args.runs}/<model>/seed<k>.done)")
-    max_array_size = load_cluster(args.cluster, args.cluster_overrides).max_array_size
-    return part_tasks(args.store, runs, args.out, max_array_size, args.batch_size, args.device, not args.quiet)
+    return part_tasks(args.store, runs, args.out, args.profile.max_array_size, args.batch_size, args.device,
+                      not args.quiet)
 
 
 def _prepare(args: argparse.Namespace, tasks: list[arrays.Task]) -> None:
-    from ..config import load_cluster
     from ..data.store import open_store
 
-    max_array_size = load_cluster(args.cluster, args.cluster_overrides).max_array_size
-    record_plan(args.out, part_plan(open_store(args.store), args.store, max_array_size))
+    record_plan(args.out, part_plan(open_store(args.store), args.store, args.profile.max_array_size))
 
 
 STAGE = stage.Stage(name="infer", noun="inference", description=__doc__, add_arguments=add_arguments, tasks=_tasks,

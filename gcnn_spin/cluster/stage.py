@@ -35,7 +35,7 @@ USER_ERRORS = (FileNotFoundError, ValueError)  # a missing input or a bad settin
 class Stage:
     """What an array stage provides: its options and its task list. The rest is shared.
 
-    ``name`` names the log folder (``LOGS/{name}``) and the job (``gcnn_spin-{name}``); ``noun`` the tasks in
+    ``tasks(args)`` sees the parsed options and ``args.profile``, the cluster profile. ``name`` names the log folder (``LOGS/{name}``) and the job (``gcnn_spin-{name}``); ``noun`` the tasks in
     messages. ``array_key`` keeps tasks with the same key in one array element (e.g. one inference part of
     every run). ``prepare`` runs before ``run`` and ``submit`` (never on a dry run), e.g. to record a plan.
     ``run_all`` replaces running every task in turn when ``run`` has no task id (e.g. a process pool).
@@ -89,7 +89,7 @@ def run_here(tasks: Sequence[arrays.Task], quiet: bool = False) -> None:
 def main(stage: Stage, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(stage, prog or f"python -m gcnn_spin.cluster.{stage.name}").parse_args(argv)
     try:
-        profile = load_cluster(args.cluster, args.cluster_overrides)
+        profile = args.profile = load_cluster(args.cluster, args.cluster_overrides)
         tasks = stage.tasks(args)
         arrays.check_tasks(tasks)
     except USER_ERRORS as err:
