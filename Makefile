@@ -5,22 +5,33 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# Cluster runs: make submit-train CONFIG=experiment CLUSTER=a100 MODELS="gc_resnet18" SEEDS="0 1" SET="train.epochs=60"
+# Array stages: make submit-{store,train,infer,studies} [CLUSTER=a100|local|ci] [CLUSTER_ARGS="partition=h100"];
+# make status STAGE={store,train,infer,studies}. E.g. make submit-train MODELS="gc_resnet18" SEEDS="0 1" SET="train.epochs=60"
 DATA ?= data
 RUNS ?= runs
 LOGS ?= logs
 PRED ?= predictions
+RESULTS ?= results
+RAW ?= raw
 CONFIG ?= experiment
 CLUSTER ?= a100
 MODELS ?=
 SEEDS ?=
 SET ?=
 CLUSTER_ARGS ?=
+STAGE ?= train
+STUDIES ?= rotation recovery
+SPLIT ?= train
 STORE ?= $(DATA)/stores/survey.zarr
+ROWS ?= $(if $(filter survey,$(SPLIT)),$(DATA)/survey.parquet,$(DATA)/catalogue.parquet)
+ON_CLUSTER = --cluster $(CLUSTER) $(foreach a,$(CLUSTER_ARGS),--cluster-set '$(a)')
+SETTINGS = $(foreach a,$(SET),--set '$(a)')
+SUBSET = $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS))
 export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
-.PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer lock submit-train status infer-array container clean
+.PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer lock submit-store submit-train \
+	submit-infer submit-studies status infer-array container clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -54,16 +65,27 @@ bench-models: setup  ## per-model params, build time, throughput, memory
 bench-infer: setup  ## survey inference throughput of one array task
 	$(PY) bench/bench_infer.py
 
+submit-store: setup  ## build store SPLIT (train/val/test/survey) from RAW's images as job arrays, one task per shard
+	$(PY) -m gcnn_spin.cluster.build_store submit --rows $(ROWS) $(if $(filter survey,$(SPLIT)),,--split $(SPLIT)) \
+	    --images $(RAW) --out $(DATA)/stores/$(SPLIT).zarr --logs $(LOGS)/store --config $(CONFIG) $(SETTINGS) $(ON_CLUSTER)
+
 submit-train: setup  ## submit the training grid (models x seeds) as a job array; see CONFIG, CLUSTER, MODELS, SEEDS
-	$(PY) -m gcnn_spin.cluster.submit_train --data $(DATA) --runs $(RUNS) --logs $(LOGS)/train --config $(CONFIG) \
-	    --cluster $(CLUSTER) $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) \
-	    $(foreach a,$(SET),--set '$(a)') $(foreach a,$(CLUSTER_ARGS),--cluster-set '$(a)')
+	$(PY) -m gcnn_spin.cluster.submit_train submit --data $(DATA) --runs $(RUNS) --logs $(LOGS)/train \
+	    --config $(CONFIG) $(SUBSET) $(SETTINGS) $(ON_CLUSTER)
 
-status: setup  ## per training run: done / running / failed (with log) / not started
-	$(PY) -m gcnn_spin.cluster.arrays status $(LOGS)/train
+submit-infer: setup  ## survey inference of every finished run (STORE=...), one task per (run, part)
+	$(PY) -m gcnn_spin.cluster.infer submit --store $(STORE) --runs $(RUNS) --out $(PRED) --logs $(LOGS)/infer \
+	    $(SUBSET) $(ON_CLUSTER)
 
-infer-array: setup  ## print the sbatch --array range that covers the survey store (STORE=...)
-	@$(PY) -m gcnn_spin.cluster.infer --store $(STORE) --print-array
+submit-studies: setup  ## rotation and recovery studies (STUDIES=...) of every finished run, one task per (study, run)
+	$(PY) -m gcnn_spin.analysis.studies submit --study $(STUDIES) --runs $(RUNS) --data $(DATA) --out $(RESULTS) \
+	    --logs $(LOGS)/studies $(SUBSET) $(ON_CLUSTER)
+
+status: setup  ## per task of STAGE (store, train, infer, studies): done / running / failed (with log) / not started
+	$(PY) -m gcnn_spin.cluster.arrays status $(LOGS)/$(STAGE)
+
+infer-array: setup  ## print the sbatch --array range of jobs/desi_infer.sh: one task per part (STORE=..., RUNS=...)
+	@$(PY) -m gcnn_spin.cluster.infer --store $(STORE) --runs $(RUNS) $(ON_CLUSTER) --print-array
 
 lock:  ## re-resolve requirements.in into requirements.lock (in a scratch venv)
 	rm -rf .lockvenv && $(PY_BOOT) -m venv .lockvenv

@@ -7,4 +7,4 @@ if __name__ == "__main__":
 
     from gcnn_spin.errors import run_command
 
-    run_command(functools.partial(main, "rotation"))
+    run_command(functools.partial(main, study="rotation"))

@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--jpeg-quality", type=int, default=90, help="quality of the rendered JPEGs (default 90)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement, best kept (default 3)")
     parser.add_argument("--epochs", type=int, default=3, help="Zarr loader epochs per timed repeat (default 3)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the rendered galaxies (default 0)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the data here instead of a temp dir")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
     args = parser.parse_args(argv)

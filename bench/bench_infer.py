@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gcnn_spin import models
+from gcnn_spin import cli, models
 from gcnn_spin.cluster import infer
 from gcnn_spin.config import DataConfig
 from gcnn_spin.data.store import build_store
 from gcnn_spin.io import write_marker
+from gcnn_spin.layout import read_run_marker, store_path
 
 SURVEY_SIZE = 8_700_000
 
@@ -49,7 +50,7 @@ def make_survey_store(root: Path, n_images: int, image_size: int) -> Path:
     rows = pd.DataFrame({"dr8_id": [f"1000_{i}" for i in range(n_images)],
                          "ra": np.linspace(0, 10, n_images), "dec": np.linspace(-5, 5, n_images)})
     cfg = DataConfig(image_size=image_size, chunk_images=32, shard_images=1024)
-    path = root / "stores" / "survey.zarr"
+    path = store_path(root, "survey")
     build_store(path, rows, SyntheticSource(), margin=False, cfg=cfg, progress=False)
     return path
 
@@ -59,17 +60,17 @@ def make_run(root: Path, model: str, image_size: int) -> Path:
     run.mkdir(parents=True)
     exported = models.export(models.build(model, image_size=image_size).eval())
     models.save_exported(exported, run / "model_export.pt")
-    write_marker(run, {"bench": model})
+    write_marker(run, {"bench": model}, model=model, seed=0)
     return run
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="g_resnet18")
-    parser.add_argument("--n-images", type=int, default=1024)
-    parser.add_argument("--image-size", type=int, default=65)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="g_resnet18", help="model to time (default: g_resnet18)")
+    parser.add_argument("--n-images", type=int, default=1024, help="survey images in the part (default: 1024)")
+    parser.add_argument("--image-size", type=int, default=65, help="image side S (default: 65)")
+    cli.add_batch_size(parser, 256)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         store = make_survey_store(root, args.n_images, args.image_size)
         build_s = time.perf_counter() - t0
         run = make_run(root, args.model, args.image_size)
-        runs = [(args.model, 0, run)]
+        runs = [read_run_marker(run)]
         # warm-up on a throwaway output (allocator, kernels), then the timed pass
         infer.run_part(0, store, runs, root / "warmup", max_array_size=1, batch_size=args.batch_size,
                        device=args.device, progress=False)

@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="processes rendering cutouts (the bytes do not depend on it)")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished survey made with other parameters")
     parser.add_argument("--sheet", metavar="PNG", help="also save a contact sheet of 24 cutouts with their truth")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
 

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import cli, layout
 from .config import load_cluster, load_experiment
 
 
@@ -92,15 +93,16 @@ def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, ov
 
     t0 = _step("4/6 survey inference (the code jobs/desi_infer.sh runs, one task per part)")
     predictions = out / "predictions"
-    store = data / "stores" / "survey.zarr"
-    infer.main(["--store", str(store), "--runs", str(runs), "--out", str(predictions), "--no-progress"])
+    store = layout.store_path(data, "survey")
+    infer.main(["run", "--store", str(store), "--runs", str(runs), "--out", str(predictions), "--cluster", "local",
+                "--quiet"])
     _done(t0)
 
     t0 = _step(f"5/6 rotation study: MC dropout, 9 angles x 10 passes, {rotation_images} test images per run")
     from .analysis import studies
 
-    studies.main("rotation", ["--runs", str(runs), "--data", str(data), "--out", str(out / "results"),
-                           "--images", str(rotation_images), "--no-progress"])
+    studies.main(["run", "--runs", str(runs), "--data", str(data), "--out", str(out / "results"), "--cluster",
+                  "local", "--n-images", str(rotation_images), "--quiet"], study="rotation")
     _done(t0)
 
     t0 = _step("6/6 analysis/collect.py")
@@ -124,8 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--swise-bias", type=float, default=0.15,
                         help="fraction of Z-wise votes cast S-wise, as in GZ1 (default: 0.15)")
     parser.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
-    parser.add_argument("--config", default="demo", help="science config (default: the shipped demo config)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    cli.add_config(parser, default="demo")
     parser.add_argument("--rotation-images", type=int, default=100, help="test images in the rotation study")
     return parser
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import cli
 from .crop import crop_for
 from .io import write_parquet_atomic
 from .runtime import autocast, pick_device
@@ -107,9 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", required=True, help="a Zarr store folder, e.g. data/stores/test.zarr")
     parser.add_argument("--out", required=True, help="output parquet path")
     parser.add_argument("--rows", default=None, help="row range A:B of the store (default: all)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    cli.add_batch_size(parser, 256)
+    cli.add_device(parser)
+    cli.add_quiet(parser)
     return parser
 
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     store = open_store(args.store)
     module = load_exported(args.run, device)
     table = predict_probabilities(module, store, parse_rows(args.rows, len(store)), args.batch_size, device,
-                                  progress=args.progress)
+                                  progress=not args.quiet)
     write_parquet_atomic(table, args.out)
     print(f"{args.out}: {len(table)} galaxies")
     return 0

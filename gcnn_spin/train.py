@@ -1,7 +1,7 @@
 """Train one (model, seed) into ``RUNS/{model}/seed{k}/``: resumable, atomic checkpoints, a marker when done.
 
     python -m gcnn_spin.train --model gc_resnet18 --seed 0 --data DATA --out runs/gc_resnet18/seed0 \
-        [--config demo] [--set train.epochs=3 ...] [--no-resume]
+        [--config demo] [--set train.epochs=3 ...] [--no-resume] [-q]
 
 A run killed after epoch k and resumed ends with the same weights as one never killed: the checkpoint holds the
 model, optimiser, scheduler and every RNG state, and the loader derives its order and angles from (seed, epoch).
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import models
+from . import cli, layout, models
 from .config import ExperimentConfig, load_experiment, to_dict
 from .crop import crop_for
 from .errors import UserError
@@ -48,7 +48,8 @@ class CheckpointError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """Everything that defines one training run (hashed into its completion marker)."""
+    """One training run. ``as_dict()`` is its identity (hashed into its marker): model, seed and the science
+    config. Where the data folder lies is not part of it, so moving the data does not retrain anything."""
 
     model: str
     seed: int
@@ -56,13 +57,12 @@ class RunSpec:
     experiment: ExperimentConfig
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "seed": self.seed, "data_dir": str(self.data_dir),
-                "experiment": to_dict(self.experiment)}
+        return {"model": self.model, "seed": self.seed, "experiment": to_dict(self.experiment)}
 
 
 def run_dir_for(runs_root: str | Path, model: str, seed: int) -> Path:
-    """``RUNS/{model}/seed{k}`` — the one place that spells the layout."""
-    return Path(runs_root) / model / f"seed{seed}"
+    """``RUNS/{model}/seed{k}`` (see :mod:`gcnn_spin.layout`)."""
+    return layout.run_dir(runs_root, model, seed)
 
 
 def model_options_for(model: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -161,13 +161,13 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
         log.info("%s: complete (marker %s), nothing to do", out, marker_path(out))
         return out
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", {**run_config, "config_hash": run_hash})
+    write_json_atomic(out / "config.json", {**run_config, "config_hash": run_hash, "data_dir": str(spec.data_dir)})
 
     dev = pick_device(device)
     set_cpu_threads(cfg.train.num_threads)
     seed_everything(spec.seed)
-    stores = Path(spec.data_dir) / "stores"
-    train_store, val_store = open_store(stores / "train.zarr"), open_store(stores / "val.zarr")
+    train_store = open_store(layout.store_path(spec.data_dir, "train"))
+    val_store = open_store(layout.store_path(spec.data_dir, "val"))
     image_size = crop_for(spec.model, train_store)
     model = models.build(spec.model, image_size=image_size, dropout=cfg.train.dropout,
                          **model_options_for(spec.model, cfg.train.model_options)).to(dev)
@@ -240,15 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gcnn_spin.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help=f"one of: {', '.join(models.names())}")
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True, help="training seed (weights, shuffling, angles)")
     parser.add_argument("--data", required=True, help="dataset folder (holds stores/{train,val,test}.zarr)")
     parser.add_argument("--out", required=True, help="run folder, by convention runs/{model}/seed{k}")
-    parser.add_argument("--config", default="experiment", help="shipped config name or TOML path (default: experiment)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    cli.add_config(parser)
     parser.add_argument("--no-resume", dest="resume", action="store_false", help="refuse to continue an existing run")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    cli.add_device(parser)
+    cli.add_quiet(parser)
     return parser
 
 
@@ -260,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_experiment(args.config, args.overrides)
     spec = RunSpec(model=args.model, seed=args.seed, data_dir=str(Path(args.data).resolve()), experiment=cfg)
     try:
-        out = train(spec, args.out, resume=args.resume, device=args.device, progress=args.progress)
+        out = train(spec, args.out, resume=args.resume, device=args.device, progress=not args.quiet)
     except (TrainingDiverged, CheckpointError) as err:
         log.error("%s", err)
         return 2

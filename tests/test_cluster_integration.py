@@ -1,7 +1,9 @@
 """The user's cluster commands for real on the one-node cluster of jobs/local_cluster/start.sh, with faults.
 
-``make submit-train`` trains a tiny grid on the tiny synthetic survey, ``sbatch jobs/desi_infer.sh`` predicts the
-survey store with those runs; then a task is killed mid-part, one mid-training, and tasks are given bad inputs.
+``make submit-train`` trains a tiny grid on the tiny synthetic survey, ``sbatch jobs/desi_infer.sh`` and
+``make submit-infer`` predict the survey store with those runs, ``make submit-studies`` runs a study of them (the
+same launcher for every stage, ``make status STAGE=...`` for each); then a task is killed mid-part, one
+mid-training, and tasks are given bad inputs.
 Every wait has a limit; every job still active when the module ends is cancelled. Skipped without a cluster,
 failed instead when GCNN_SPIN_REQUIRE_SLURM=1 (CI).
 """
@@ -27,6 +29,7 @@ import torch
 from gcnn_spin.cluster import arrays, infer, slurm
 from gcnn_spin.data.store import open_store
 from gcnn_spin.io import marker_path, read_marker
+from gcnn_spin.layout import finished_runs, plan_path, study_path
 
 try:  # tests/ as a package (it has an __init__.py) or as a plain folder on sys.path
     from . import slurm_utils as su
@@ -69,10 +72,19 @@ def make_submit_train(data: Path, root: Path, overrides: list[str], models: str,
     return result
 
 
-def make_status(logs: Path) -> tuple[subprocess.CompletedProcess, dict[str, list[str]], float]:
-    """``make -s status LOGS=...``: the result, ``task_id -> fields of its line`` and how long it took."""
+def make_submit(target: str, record_dir: Path, reaper: list[str], *variables: str) -> subprocess.CompletedProcess:
+    """``make submit-{stage} CLUSTER=ci VARIABLES...``; the submitted job ids go to the reaper."""
+    result = run(["make", target, "CLUSTER=ci", *variables])
+    assert result.returncode == 0, result.stdout + result.stderr
+    if (record_dir / arrays.SUBMISSION_FILE).exists():
+        reaper.extend(e["job_id"] for e in arrays.load_record(record_dir)["tasks"].values() if "job_id" in e)
+    return result
+
+
+def make_status(logs: Path, stage: str = "train") -> tuple[subprocess.CompletedProcess, dict[str, list[str]], float]:
+    """``make -s status LOGS=... STAGE=...``: the result, ``task_id -> fields of its line`` and how long it took."""
     start = time.monotonic()
-    result = run(["make", "-s", "status", f"LOGS={logs}"], timeout_s=60)
+    result = run(["make", "-s", "status", f"LOGS={logs}", f"STAGE={stage}"], timeout_s=60)
     lines = {fields[1]: fields for fields in map(str.split, result.stdout.splitlines()) if len(fields) > 2}
     return result, lines, time.monotonic() - start
 
@@ -224,7 +236,7 @@ def survey(grid):
 
     path = grid.data / "stores" / "survey.zarr"
     store = open_store(path)
-    runs = infer.finished_runs(grid.runs)
+    runs = [(r.model, r.seed, r.path) for r in finished_runs(grid.runs)]
     whole = {(model, seed): predict_probabilities(load_exported(run_dir), store, progress=False)
              for model, seed, run_dir in runs}
     return SimpleNamespace(path=path, n_parts=len(infer.store_parts(store)), n_ok=int(store.ok.sum()), runs=runs,
@@ -233,9 +245,9 @@ def survey(grid):
 
 @pytest.fixture(scope="module")
 def uninterrupted(grid, survey, reaper, tmp_path_factory):
-    """``sbatch --array=$(make -s infer-array STORE=...) jobs/desi_infer.sh`` over the grid's runs, waited for."""
+    """``sbatch --array=$(make -s infer-array STORE=... RUNS=...) jobs/desi_infer.sh`` over the grid's runs."""
     root = tmp_path_factory.mktemp("infer")
-    printed = run(["make", "-s", "infer-array", f"STORE={survey.path}"])
+    printed = run(["make", "-s", "infer-array", f"STORE={survey.path}", f"RUNS={grid.runs}", "CLUSTER=ci"])
     assert printed.returncode == 0, printed.stderr
     start = time.monotonic()
     job_id, task_ids = sbatch_infer(infer_env(survey.path, grid.runs, root / "pred"), printed.stdout.strip(),
@@ -295,6 +307,45 @@ def test_desi_infer_array_merges_to_one_whole_pass(grid, survey, uninterrupted):
         log = (uninterrupted.logs / f"{uninterrupted.job_id}_{i}.out").read_text()
         assert f"gcnn_spin-infer: task {i} of job {uninterrupted.job_id}" in log
     assert temporary_files(uninterrupted.pred) == []
+
+
+def test_make_submit_infer_runs_the_same_stage_through_submitit(grid, survey, reaper, tmp_path):
+    pred, logs = tmp_path / "pred", tmp_path / "logs"
+    n_tasks = len(survey.runs) * survey.n_parts
+    variables = (f"STORE={survey.path}", f"RUNS={grid.runs}", f"PRED={pred}", f"LOGS={logs}")
+    submitted = make_submit("submit-infer", logs / "infer", reaper, *variables)
+    assert f"{n_tasks} inference tasks submitted (slurm), 0 already complete" in submitted.stdout
+    report = wait_tasks(logs / "infer")
+    assert {s.state for s in report.values()} == {"done"}, report
+    assert json.loads(plan_path(pred).read_text())["n_parts"] == survey.n_parts
+    for model, seed, _ in survey.runs:
+        merged = merged_predictions(pred, model, seed, survey.n_parts)
+        assert_equals_whole_pass(merged, survey.whole[model, seed], survey.n_ok)
+        marker = read_marker(infer.part_path(pred, model, seed, 0))
+        assert marker["run_identity"]["config_hash"] == read_marker(grid.runs / model / f"seed{seed}")["config_hash"]
+    result, lines, _ = make_status(logs, "infer")
+    assert result.returncode == 0 and f"{n_tasks} done" in result.stdout
+    assert lines[f"{survey.runs[0][0]}/seed0/part-00000"][0] == "done"
+    again = make_submit("submit-infer", logs / "infer", reaper, *variables)
+    assert f"0 inference tasks submitted (slurm), {n_tasks} already complete" in again.stdout
+    assert temporary_files(pred) == []
+
+
+def test_make_submit_studies_runs_a_study_through_the_same_launcher(grid, reaper, tmp_path):
+    results, logs = tmp_path / "results", tmp_path / "logs"
+    variables = (f"RUNS={grid.runs}", f"DATA={grid.data}", f"RESULTS={results}", f"LOGS={logs}", "STUDIES=recovery")
+    submitted = make_submit("submit-studies", logs / "studies", reaper, *variables)
+    assert "2 study tasks submitted (slurm), 0 already complete" in submitted.stdout
+    report = wait_tasks(logs / "studies")
+    assert set(report) == {"recovery/resnet18/seed0", "recovery/gc_resnet18/seed0"}
+    assert {s.state for s in report.values()} == {"done"}, report
+    for model in ("resnet18", "gc_resnet18"):
+        marker = read_marker(study_path(results, "recovery", model, 0))
+        assert (marker["model"], marker["seed"]) == (model, 0)
+        assert marker["provenance"]["slurm_array_job_id"] == report[f"recovery/{model}/seed0"].job_id.split("_")[0]
+        assert len(pd.read_parquet(study_path(results, "recovery", model, 0))) > 0
+    result, lines, _ = make_status(logs, "studies")
+    assert result.returncode == 0 and "2 done" in result.stdout
 
 
 # ----------------------------------------------------------------------------- faults
@@ -386,7 +437,7 @@ def test_failing_tasks_are_reported_failed_with_their_logs(slurm_cluster, reaper
     _, data_dir, overrides = tiny_dataset
     bad_store = Path("/nonexistent/survey.zarr")
     start = time.monotonic()
-    printed = run(["make", "-s", "infer-array", f"STORE={bad_store}"], timeout_s=60)
+    printed = run(["make", "-s", "infer-array", f"STORE={bad_store}", f"RUNS={tmp_path / 'runs'}"], timeout_s=60)
     assert printed.returncode != 0 and f"no Zarr store at {bad_store}" in printed.stderr
     assert time.monotonic() - start < 30
 

@@ -1,14 +1,19 @@
-"""Sharded survey inference: planning under MaxArraySize, parts equal one whole pass, kill and rerun."""
+"""Sharded survey inference: planning under MaxArraySize, parts equal one whole pass, kill and rerun, stale
+parts, the recorded plan; the training and inference stages through the launcher on the local executor."""
+
+import json
+import shutil
 
 import pandas as pd
 import pytest
 
-from gcnn_spin.cluster import infer
-from gcnn_spin.config import load_experiment
+from gcnn_spin.analysis.runs import check_completeness
+from gcnn_spin.cluster import infer, submit_train
 from gcnn_spin.data.store import open_store
-from gcnn_spin.io import marker_path
+from gcnn_spin.errors import UserError
+from gcnn_spin.io import marker_path, read_marker, write_json_atomic
+from gcnn_spin.layout import finished_runs, plan_path
 from gcnn_spin.predict import load_exported, predict_probabilities
-from gcnn_spin.train import RunSpec, run_dir_for, train
 
 
 def test_plan_parts_groups_whole_shards_under_max_array_size():
@@ -23,15 +28,35 @@ def test_plan_parts_groups_whole_shards_under_max_array_size():
     assert infer.plan_parts(0, 64) == []
 
 
+def train_stage_args(data_dir, runs, logs, overrides):
+    settings = [a for o in [*overrides, "train.epochs=1"] for a in ("--set", o)]
+    return ["--data", str(data_dir), "--runs", str(runs), "--logs", str(logs), "--config", "demo", *settings,
+            "--models", "resnet18", "--seeds", "0", "1", "--cluster", "local"]
+
+
 @pytest.fixture(scope="module")
 def trained_runs(tiny_dataset, tmp_path_factory):
+    """Two resnet18 seeds trained by the training stage on the local executor (make submit-train CLUSTER=local)."""
     _, data_dir, overrides = tiny_dataset
-    runs = tmp_path_factory.mktemp("runs")
-    cfg = load_experiment("demo", list(overrides) + ["train.epochs=1"])
-    for seed in (0, 1):
-        spec = RunSpec(model="resnet18", seed=seed, data_dir=str(data_dir), experiment=cfg)
-        train(spec, run_dir_for(runs, "resnet18", seed), progress=False)
-    return runs
+    root = tmp_path_factory.mktemp("train")
+    args = train_stage_args(data_dir, root / "runs", root / "logs", overrides)
+    assert submit_train.main([*args, "--wait", "--timeout-min", "10"]) == 0  # submit is this stage's default
+    return root / "runs"
+
+
+def test_train_stage_status_and_a_moved_data_folder_retrains_nothing(tiny_dataset, trained_runs, tmp_path,
+                                                                     capsys):
+    _, data_dir, overrides = tiny_dataset
+    logs = trained_runs.parent / "logs"
+    assert submit_train.main(["status", *train_stage_args(data_dir, trained_runs, logs, overrides)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "2 done"
+    shutil.copytree(data_dir, tmp_path / "moved" / "data")  # the same stores in another folder
+    moved = train_stage_args(tmp_path / "moved" / "data", trained_runs, logs, overrides)
+    assert submit_train.main([*moved, "--dry-run"]) == 0
+    assert "2 tasks: 2 done, 0 to run" in capsys.readouterr().out
+    other = train_stage_args(data_dir, trained_runs, logs, [*overrides, "train.lr=0.01"])
+    assert submit_train.main([*other, "--dry-run"]) == 0  # another config is another run: both to redo
+    assert "2 tasks: 0 done, 2 to run" in capsys.readouterr().out
 
 
 def _merge(pred_root, model, seed):
@@ -45,28 +70,28 @@ def test_parts_merge_to_one_whole_pass_and_rerun_skips(tiny_dataset, trained_run
     store = open_store(store_path)
     parts = infer.store_parts(store)
     assert len(parts) >= 3, "the tiny survey should span several parts"
-    runs = infer.finished_runs(trained_runs)
-    assert [(m, s) for m, s, _ in runs] == [("resnet18", 0), ("resnet18", 1)]
+    runs = finished_runs(trained_runs)
+    assert [(r.model, r.seed) for r in runs] == [("resnet18", 0), ("resnet18", 1)]
     pred = tmp_path / "pred"
     for part in parts:
         summary = infer.run_part(part.task_id, store_path, runs, pred, progress=False)
         assert len(summary["written"]) == 2
     merged = _merge(pred, "resnet18", 0)
     assert list(merged.columns) == infer.PREDICTION_COLUMNS
-    whole = predict_probabilities(load_exported(runs[0][2]), store, progress=False)
+    whole = predict_probabilities(load_exported(runs[0].path), store, progress=False)
     assert merged["dr8_id"].tolist() == whole["dr8_id"].tolist()
     assert (merged[["p_cw", "p_acw", "p_other"]].to_numpy() - whole[["p_cw", "p_acw", "p_other"]].to_numpy()).max() < 1e-5
     assert merged["dr8_id"].is_unique and len(merged) == int(store.ok.sum())
     again = infer.run_part(0, store_path, runs, pred, progress=False)
     assert again["written"] == [] and len(again["skipped"]) == 2
     beyond = infer.run_part(len(parts) + 5, store_path, runs, pred, progress=False)
-    assert beyond["written"] == [] and beyond["n_parts"] == len(parts)
+    assert beyond["written"] == [] and beyond["skipped"] == []
 
 
 def test_kill_mid_part_leaves_nothing_and_rerun_completes(tiny_dataset, trained_runs, tmp_path, monkeypatch):
     _, data_dir, _ = tiny_dataset
     store_path = data_dir / "stores" / "survey.zarr"
-    runs = infer.finished_runs(trained_runs, seeds=[0])
+    runs = finished_runs(trained_runs, seeds=[0])
     pred = tmp_path / "pred"
     real_write = pd.DataFrame.to_parquet
 
@@ -85,12 +110,67 @@ def test_kill_mid_part_leaves_nothing_and_rerun_completes(tiny_dataset, trained_
     assert out.exists() and marker_path(out).exists()
 
 
-def test_print_array_and_plan(tiny_dataset, trained_runs, tmp_path, capsys):
+def test_print_array_dry_run_and_missing_runs(tiny_dataset, trained_runs, tmp_path, capsys):
     _, data_dir, _ = tiny_dataset
     store_path = str(data_dir / "stores" / "survey.zarr")
     n_parts = len(infer.store_parts(open_store(store_path)))
-    assert infer.main(["--store", store_path, "--print-array"]) == 0
-    assert capsys.readouterr().out.strip() == f"0-{n_parts - 1}"
-    assert infer.main(["--store", store_path, "--runs", str(trained_runs), "--out", str(tmp_path), "--plan"]) == 0
-    assert "0/2 runs done" in capsys.readouterr().out
+    args = ["--store", store_path, "--runs", str(trained_runs), "--out", str(tmp_path), "--cluster", "local"]
+    assert infer.main([*args, "--print-array"]) == 0
+    assert capsys.readouterr().out.strip() == f"0-{n_parts - 1}"  # one array element per part, every run in it
+    assert infer.main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"{2 * n_parts} tasks: 0 done, {2 * n_parts} to run" in out and "resnet18/seed1/part-00000" in out
+    assert not list(tmp_path.iterdir())  # a dry run writes nothing, not even the plan
     assert infer.main(["--store", store_path, "--runs", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert "no finished runs" in capsys.readouterr().err
+
+
+def test_infer_stage_on_the_local_executor_records_its_plan_and_redoes_stale_parts(tiny_dataset, trained_runs,
+                                                                                   tmp_path, capsys):
+    _, data_dir, _ = tiny_dataset
+    store_path = data_dir / "stores" / "survey.zarr"
+    n_parts = len(infer.store_parts(open_store(store_path)))
+    pred, logs = tmp_path / "pred", tmp_path / "logs"
+    args = ["--store", str(store_path), "--runs", str(trained_runs), "--out", str(pred), "--logs", str(logs),
+            "--cluster", "local", "-q"]
+    assert infer.main(["submit", *args, "--wait", "--timeout-min", "5"]) == 0
+    assert f"{2 * n_parts} inference tasks submitted (local), 0 already complete" in capsys.readouterr().out
+    plan = json.loads(plan_path(pred).read_text())
+    assert plan["n_parts"] == n_parts and plan["store"]["n_images"] == len(open_store(store_path))
+    assert infer.main(["status", *args]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"{2 * n_parts} done"
+    found = check_completeness(trained_runs, pred, store=store_path)
+    assert found.issues == [] and found.n_parts == n_parts and "inference plan" in found.parts_source
+
+    # seed 1 is retrained in place (same config, new completion): its parts are stale, seed 0's are not
+    run1 = trained_runs / "resnet18" / "seed1"
+    retrained = read_marker(run1)
+    retrained["provenance"]["time_utc"] = "2030-01-01T00:00:00+00:00"
+    write_json_atomic(marker_path(run1), retrained)
+    (issue,) = check_completeness(trained_runs, pred, store=store_path).issues
+    assert (issue.model, issue.seed) == ("resnet18", 1) and "earlier training" in issue.problem
+    assert infer.main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"{n_parts} done, {n_parts} to run" in out and "todo  resnet18/seed1/part-00000" in out
+    assert infer.main(["run", *args]) == 0  # every stale task in this process
+    assert check_completeness(trained_runs, pred, store=store_path).issues == []
+
+
+def test_missing_trailing_parts_are_named_from_the_recorded_plan(tiny_dataset, trained_runs, tmp_path):
+    _, data_dir, _ = tiny_dataset
+    store_path = data_dir / "stores" / "survey.zarr"
+    n_parts = len(infer.store_parts(open_store(store_path)))
+    pred = tmp_path / "pred"
+    args = ["run", "--store", str(store_path), "--runs", str(trained_runs), "--out", str(pred), "--cluster", "local",
+            "-q"]
+    for task_id in range(n_parts - 1):  # the array's last element never ran, for any run
+        assert infer.main([*args, "--task-id", str(task_id)]) == 0
+    found = check_completeness(trained_runs, pred)  # no --store: the plan alone knows how many parts there are
+    assert found.n_parts == n_parts
+    assert {(i.model, i.seed, i.part) for i in found.issues} == {("resnet18", s, n_parts - 1) for s in (0, 1)}
+    other = json.loads(plan_path(pred).read_text())
+    other["store"]["config_hash"] = "another"
+    plan_path(pred).write_text(json.dumps(other))
+    with pytest.raises(UserError, match="made for another store"):
+        check_completeness(trained_runs, pred, store=store_path)
+    assert infer.main([*args, "--task-id", str(n_parts - 1)]) == 2  # and inference refuses to mix stores

@@ -200,7 +200,7 @@ def test_rotation_task_writes_output_and_marker_once(tmp_path, monkeypatch):
     (run_dir / "metrics.json").write_text('{"val": {"loss": 1, "accuracy": 0.5}, "test": {"loss": 1, "accuracy": 0.5}}')
     for name in ("history.csv", "test_predictions.parquet"):
         (run_dir / name).write_text("")
-    write_marker(run_dir, {"x": 1})
+    write_marker(run_dir, {"x": 1}, model="g_resnet18", seed=1)
     fake = FakeStore()
     monkeypatch.setattr(store_module, "open_store", lambda path: fake)
     (run,) = discover_runs(tmp_path / "runs")

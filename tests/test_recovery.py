@@ -35,7 +35,7 @@ def finished_run(run_dir, test_predictions):
     test_predictions.to_parquet(run_dir / "test_predictions.parquet")
     (run_dir / "metrics.json").write_text(METRICS)
     (run_dir / "history.csv").write_text("epoch\n")
-    write_marker(run_dir, {"run": str(run_dir)})
+    write_marker(run_dir, {"run": str(run_dir)}, model=run_dir.parent.name, seed=int(run_dir.name[4:]))
 
 
 def population(rng, n_spirals=4000, n_other=1000):
@@ -176,12 +176,13 @@ def test_recovery_cli_plans_and_runs_every_task(tmp_path, rng, capsys):
     for seed in (0, 1):
         true = population(rng, 400, 100)
         finished_run(tmp_path / "runs" / "gc_resnet18" / f"seed{seed}", labelled(true, true))
-    args = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "results"), "--draws", "1"]
-    assert main("recovery", [*args, "--print-array"]) == 0 and capsys.readouterr().out.strip() == "0-1"
-    assert main("recovery", [*args, "--task-id", "1"]) == 0
+    args = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "results"), "--draws", "1", "-q"]
+    assert main([*args, "--print-array"], study="recovery") == 0 and capsys.readouterr().out.strip() == "0-1"
+    assert main(["run", *args, "--task-id", "1"], study="recovery") == 0
     assert not study_path(tmp_path / "results", "recovery", "gc_resnet18", 0).exists()
     assert study_path(tmp_path / "results", "recovery", "gc_resnet18", 1).exists()
     capsys.readouterr()
-    assert main("recovery", [*args, "--plan"]) == 0
+    assert main([*args, "--dry-run"], study="recovery") == 0
     plan = capsys.readouterr().out.splitlines()
-    assert "to do" in plan[0] and "done" in plan[1] and "to do" not in plan[1]
+    assert plan[0].startswith("todo  recovery/gc_resnet18/seed0") and plan[1].startswith("done  recovery/gc_resnet18/seed1")
+    assert "2 tasks: 1 done, 1 to run" in plan

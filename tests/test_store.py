@@ -307,10 +307,12 @@ def test_a_deleted_shard_fails_on_open_naming_store_shard_rows_and_the_rebuild_c
     assert command.startswith("python data_prep/build_store.py ") and command.endswith("--task-id 1")
     # the command as printed rebuilds exactly that shard (test cutouts are 40 px, not the survey's 424)
     repo = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, *command.split()[1:], "--cutout-size", "40", "--no-progress"], cwd=repo,
+    untouched = {k: shard_path(path, k).stat().st_mtime_ns for k in (0, 2)}
+    out = subprocess.run([sys.executable, *command.split()[1:], "--cutout-size", "40", "-q"], cwd=repo,
                          env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["built"] == 1
+    assert shard_path(path, 1).exists()
+    assert {k: shard_path(path, k).stat().st_mtime_ns for k in (0, 2)} == untouched  # only shard 1 was rebuilt
     np.testing.assert_array_equal(open_store(path).images[:], images)
 
 

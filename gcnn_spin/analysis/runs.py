@@ -1,10 +1,12 @@
 """Find training runs and survey prediction parts, and say which are incomplete and why.
 
 A run ``RUNS/{model}/seed{k}/`` is complete when its marker ``seed{k}.done`` exists and ``metrics.json``,
-``history.csv`` and ``test_predictions.parquet`` are in place. A prediction set ``PRED/{model}/seed{k}/`` is
-complete when every expected ``part-{i:05d}.parquet`` exists with its ``.done`` marker. The expected number of
-parts comes from the survey store (``gcnn_spin.cluster.infer.store_parts``) when it is given, otherwise from the
-largest part index seen across all prediction sets (which cannot see parts missing at the end of every set).
+``history.csv`` and ``test_predictions.parquet`` are in place; its model and seed are the ones its marker records.
+A prediction set ``PRED/{model}/seed{k}/`` is complete when every expected ``part-{i:05d}.parquet`` exists with
+its ``.done`` marker and every part was made from the run as it is now (the run identity in the part's marker
+matches the run's marker: a run retrained in place makes its old parts stale). The expected number of parts
+comes from the inference plan ``PRED/plan.json`` (recorded when inference runs or is submitted), else from the
+survey store when it is given, else from the largest part index seen (which cannot see parts missing at the end).
 
 Runs trained without rotation (``experiment.train.rotate = false`` in ``config.json``) are labelled
 ``{model}_nr`` in every table, whatever their directory is called.
@@ -14,21 +16,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..ranges import format_ranges
+from .. import layout
 from ..config import GridConfig
-from ..io import MARKER_SUFFIX, marker_path
+from ..errors import UserError
+from ..io import marker_path, read_marker
+from ..ranges import format_ranges
 
 NR_SUFFIX = "_nr"
 RUN_FILES = ("metrics.json", "history.csv", "test_predictions.parquet")
-_SEED_RE = re.compile(r"^seed(\d+)$")
-_PART_RE = re.compile(r"^part-(\d{5})\.parquet$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,7 @@ class PredictionSet:
     path: Path
     done: dict[int, Path]  # part index -> parquet with a marker
     unmarked: tuple[int, ...]  # parts written but without a marker (task died before finishing?)
+    run_identities: dict[int, dict | None] = dataclasses.field(default_factory=dict)  # part -> run it was made from
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,20 +130,28 @@ def is_nr(label: str) -> bool:
     return label.endswith(NR_SUFFIX)
 
 
+def _identify(candidate: Path) -> tuple[str, int, str]:
+    """``(model, seed, problem)`` of a run folder: from its marker; from the folder names only without one."""
+    model, seed = candidate.parent.name, layout.seed_of(candidate.name)
+    if not marker_path(candidate).exists():
+        return model, seed, ""
+    try:
+        marker = read_marker(candidate) or {}
+        return str(marker["model"]), int(marker["seed"]), ""
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return model, seed, (f"marker {marker_path(candidate).name} unreadable or without model and seed "
+                             f"({type(err).__name__}: {err})")
+
+
 def discover_runs(runs_root: str | Path) -> list[Run]:
     """Every ``{model}/seed{k}`` under ``runs_root`` (with or without marker), sorted by model order and seed."""
     root = Path(runs_root)
     if not root.is_dir():
         raise FileNotFoundError(f"runs folder {root} does not exist")
-    found: dict[tuple[str, int], Path] = {}
-    for path in root.glob("*/seed*"):
-        name = path.name.removesuffix(MARKER_SUFFIX)
-        match = _SEED_RE.match(name)
-        if match and (path.is_dir() or path.name.endswith(MARKER_SUFFIX)):
-            found[(path.parent.name, int(match.group(1)))] = path.parent / name
     runs = []
-    for (dir_name, seed), run_dir in found.items():
-        problems = []
+    for run_dir in layout.run_candidates(root):
+        dir_name, seed, marker_problem = _identify(run_dir)
+        problems = [marker_problem] if marker_problem else []
         if not run_dir.is_dir():
             problems.append(f"marker {marker_path(run_dir).name} but no run folder")
         else:
@@ -159,7 +169,7 @@ def discover_runs(runs_root: str | Path) -> list[Run]:
     for run in runs:
         other = labels.setdefault((run.label, run.seed), run)
         if other is not run:
-            raise ValueError(f"two runs share the table name {run.label} seed{run.seed}: {other.path} and {run.path}")
+            raise UserError(f"two runs share the table name {run.label} seed{run.seed}: {other.path} and {run.path}")
     order = {label: i for i, label in enumerate(model_order({r.label for r in runs}))}
     return sorted(runs, key=lambda r: (order[r.label], r.seed))
 
@@ -182,28 +192,59 @@ def discover_predictions(pred_root: str | Path) -> list[PredictionSet]:
         raise FileNotFoundError(f"predictions folder {root} does not exist")
     sets = []
     for seed_dir in sorted(root.glob("*/seed*")):
-        match = _SEED_RE.match(seed_dir.name)
-        if not (match and seed_dir.is_dir()):
+        seed = layout.seed_of(seed_dir.name)
+        if seed is None or not seed_dir.is_dir():
             continue
-        done, unmarked = {}, []
+        done, unmarked, identities = {}, [], {}
         for part in seed_dir.glob("part-*.parquet"):
-            index = _PART_RE.match(part.name)
-            if not index:
+            index = layout.part_index(part)
+            if index is None:
                 continue
-            if marker_path(part).exists():
-                done[int(index.group(1))] = part
+            marker = read_marker(part)
+            if marker is not None:
+                done[index] = part
+                identities[index] = marker.get("run_identity")
             else:
-                unmarked.append(int(index.group(1)))
-        sets.append(PredictionSet(seed_dir.parent.name, int(match.group(1)), seed_dir, dict(sorted(done.items())),
-                                  tuple(sorted(unmarked))))
+                unmarked.append(index)
+        sets.append(PredictionSet(seed_dir.parent.name, seed, seed_dir, dict(sorted(done.items())),
+                                  tuple(sorted(unmarked)), identities))
     return sets
 
 
+def stale_parts(predictions: PredictionSet, run_path: Path) -> list[int]:
+    """Finished parts made from another training of the run than the one its marker now records.
+
+    A part whose marker records no run identity (written before parts carried one) is not judged here.
+    """
+    current = layout.read_run_marker(run_path)
+    if current is None:
+        return []
+    return sorted(i for i, made_from in predictions.run_identities.items()
+                  if made_from is not None and made_from != current.identity)
+
+
+def read_part_plan(pred_root: str | Path | None) -> dict[str, Any] | None:
+    """``PRED/plan.json`` (the part plan inference recorded), or ``None`` when there is none."""
+    path = layout.plan_path(pred_root) if pred_root is not None else None
+    if path is None or not path.exists():
+        return None
+    try:
+        plan = json.loads(path.read_text())
+        int(plan["n_parts"])
+        return plan
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"inference plan {path} unreadable ({type(err).__name__}: {err}): delete it and rerun "
+                         "inference's --dry-run, or pass --n-parts") from None
+
+
 def expected_parts(sets: list[PredictionSet], store: str | Path | None = None,
-                   n_parts: int | None = None) -> tuple[int, str]:
-    """``(number of parts, where that number comes from)``: ``n_parts``, the survey store, or the parts seen."""
+                   n_parts: int | None = None, plan: dict[str, Any] | None = None) -> tuple[int, str]:
+    """``(number of parts, where that number comes from)``: ``n_parts``, the recorded plan, the survey store,
+    or the parts seen."""
     if n_parts is not None:
         return n_parts, "given on the command line"
+    if plan is not None:
+        return int(plan["n_parts"]), f"the inference plan {layout.PLAN_FILE}"
     if store is not None:
         from ..cluster.infer import store_parts
         from ..data.store import open_store
@@ -316,6 +357,18 @@ def group_issues(issues: Iterable[Issue], kinds: tuple[str, ...]) -> dict[str, l
     return out
 
 
+def check_plan_store(plan: dict[str, Any] | None, store: str | Path | None) -> None:
+    """Raise :class:`UserError` when the recorded plan is for another survey store than ``store`` (content hash, size)."""
+    if plan is None or store is None:
+        return
+    from ..data.store import open_store
+
+    now = layout.store_identity(open_store(store))
+    if plan.get("store") != now:
+        raise UserError(f"the predictions in {plan.get('store_path')!r}'s plan ({layout.PLAN_FILE}: {plan.get('store')}) "
+                         f"were made for another store than {store} ({now})")
+
+
 def check_completeness(runs_root: str | Path, pred_root: str | Path | None = None, store: str | Path | None = None,
                        n_parts: int | None = None, log_folders: Iterable[str | Path] | None = None,
                        max_named_parts: int = 20) -> Completeness:
@@ -331,9 +384,11 @@ def check_completeness(runs_root: str | Path, pred_root: str | Path | None = Non
               for r in runs if not r.complete]
     by_dir = {(r.dir_name, r.seed): r for r in runs}
     sets = discover_predictions(pred_root) if pred_root is not None and Path(pred_root).is_dir() else []
+    plan = read_part_plan(pred_root)
     total, source = (0, "no predictions")
-    if sets or store is not None or n_parts is not None:
-        total, source = expected_parts(sets, store, n_parts)
+    if sets or store is not None or n_parts is not None or plan is not None:
+        total, source = expected_parts(sets, store, n_parts, plan)
+    check_plan_store(plan, store)
     labels = {}
     for s in sets:
         run = by_dir.get((s.dir_name, s.seed))
@@ -342,6 +397,11 @@ def check_completeness(runs_root: str | Path, pred_root: str | Path | None = Non
         if run is None:
             issues.append(Issue("predictions", label, s.seed,
                                 f"predictions at {s.path} but no run {s.dir_name}/seed{s.seed}"))
+        stale = stale_parts(s, run.path) if run is not None else []
+        if stale:
+            issues.append(Issue("predictions", label, s.seed, f"parts {format_ranges(stale)} were made from an earlier "
+                                                              f"training of this run (retrained since): rerun "
+                                                              f"inference to redo them"))
         missing = [i for i in range(total) if i not in s.done]
         extra = [i for i in s.done if i >= total]
         if extra:

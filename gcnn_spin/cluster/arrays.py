@@ -41,7 +41,7 @@ from submitit.core.utils import JobPaths
 
 from gcnn_spin.cluster import slurm
 from gcnn_spin.config import ClusterProfile
-from gcnn_spin.io import marker_path, write_json_atomic
+from gcnn_spin.io import marker_path, read_marker, write_json_atomic
 
 SUBMISSION_FILE = "submission.json"
 STATES = ("done", "pending", "running", "failed", "not_started", "unknown")
@@ -60,8 +60,11 @@ class Task:
     """One array task: ``fn(*args, **kwargs)`` writes ``output`` and then its marker.
 
     ``task_id`` names the task in plans, logs and ``submission.json`` (unique within a stage, e.g.
-    ``"g_resnet18/seed3"`` or ``"part-00012"``). ``fn`` must be importable (module level): submitit
-    pickles it by reference.
+    ``"g_resnet18/seed3"`` or ``"resnet18/seed0/part-00012"``). ``fn`` must be importable (module level):
+    submitit pickles it by reference. ``identity``: the ``config_hash`` the marker must carry for the task to
+    count as done (a marker written for other inputs or settings is stale); ``None`` accepts any marker.
+    ``intact``: optionally, whether the output the marker vouches for is still whole (e.g. a store shard whose
+    file may have been purged since); a task whose output is not counts as not done.
     """
 
     task_id: str
@@ -69,6 +72,8 @@ class Task:
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    identity: str | None = None
+    intact: Callable[[], bool] | None = None
 
     @property
     def marker(self) -> Path:
@@ -76,7 +81,11 @@ class Task:
 
     @property
     def done(self) -> bool:
-        return self.marker.exists()
+        if self.identity is None:
+            marked = self.marker.exists()
+        else:
+            marked = (read_marker(self.output) or {}).get("config_hash") == self.identity
+        return marked and (self.intact is None or self.intact())
 
     def __call__(self) -> Any:
         """Run the task unless its marker exists; fail if it returns without writing the marker."""
@@ -173,6 +182,37 @@ def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
     if size < 1:
         raise ValueError(f"chunk size must be >= 1, got {size}")
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def at_most(items: Sequence[Any], max_groups: int) -> list[list[Any]]:
+    """Consecutive groups of equal size (the last one shorter), at most ``max_groups`` of them.
+
+    The one grouping helper: shards into inference parts, shards into store-build tasks, tasks into the
+    elements of an sbatch array (``--task-id K`` runs group K).
+    """
+    if max_groups < 1:
+        raise ValueError(f"max_groups must be >= 1, got {max_groups}")
+    return chunks(items, -(-len(items) // max_groups)) if items else []
+
+
+def array_groups(tasks: Sequence[Task], max_array_size: int, key: Callable[[Task], Any] | None = None
+                 ) -> list[list[Task]]:
+    """The tasks as at most ``max_array_size`` array elements, never splitting tasks that share a ``key``.
+
+    Consecutive tasks with the same key (e.g. every run's task of one inference part) stay in one element.
+    """
+    buckets: list[list[Task]] = []
+    for task in tasks:
+        if key is not None and buckets and key(buckets[-1][-1]) == key(task):
+            buckets[-1].append(task)
+        else:
+            buckets.append([task])
+    return [[t for bucket in group for t in bucket] for group in at_most(buckets, max_array_size)]
+
+
+def format_array(groups: Sequence[Any]) -> str:
+    """The ``sbatch --array`` range that covers ``groups`` ("" when there are none)."""
+    return f"0-{len(groups) - 1}" if groups else ""
 
 
 def _now() -> str:
@@ -293,8 +333,10 @@ def status(log_dir: str | Path, tasks: Sequence[Task] | None = None) -> list[Tas
     entries: Mapping[str, Mapping[str, Any]] = record.get("tasks", {})
     if tasks is None:
         outputs = {tid: Path(e["output"]) for tid, e in entries.items()}
+        done = {tid: marker_path(out).exists() for tid, out in outputs.items()}
     else:
         outputs = {t.task_id: Path(t.output) for t in tasks}
+        done = {t.task_id: t.done for t in tasks}
     backend = record.get("backend", "slurm")
     done = {tid: marker_path(out).exists() for tid, out in outputs.items()}
     # a task with its marker is done whatever the scheduler says: ask it only about the others

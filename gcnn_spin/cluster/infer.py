@@ -1,12 +1,16 @@
-"""Sharded, resumable survey inference: array task *i* predicts one contiguous block of store shards.
+"""The survey inference stage: one task per (finished run, part); a part is a contiguous block of store shards.
 
-    python -m gcnn_spin.cluster.infer --store data/stores/survey.zarr --runs runs --out predictions --task-id 7
-    python -m gcnn_spin.cluster.infer --store data/stores/survey.zarr --print-array   # -> 0-943 for sbatch --array
-    python -m gcnn_spin.cluster.infer --store data/stores/survey.zarr --runs runs --out predictions --plan
+    python -m gcnn_spin.cluster.infer run --store data/stores/survey.zarr --runs runs --out predictions --task-id 7
+    python -m gcnn_spin.cluster.infer submit --store data/stores/survey.zarr --cluster a100
+    python -m gcnn_spin.cluster.infer --store data/stores/survey.zarr --runs runs --print-array   # -> 0-943
+    python -m gcnn_spin.cluster.infer --store data/stores/survey.zarr --runs runs --out predictions --dry-run
 
-Each task reads its block once per run and writes ``PRED/{model}/seed{k}/part-{i:05d}.parquet`` (dr8_id, ra, dec,
-p_cw, p_acw, p_other) atomically, then its ``.done`` marker; a rerun skips parts that have a marker. The task grid
-is planned against ``max_array_size`` so that one array always covers a survey (tasks past the last part exit 0).
+Task (run, part i) writes ``PRED/{model}/seed{k}/part-{i:05d}.parquet`` (dr8_id, ra, dec, p_cw, p_acw, p_other)
+atomically, then its marker. A part's identity is the store's content hash, its rows and the run's identity (its
+config hash and completion time), so a run retrained in place has its old parts redone. The part plan (store
+identity and the rows of every part) is recorded in ``PRED/plan.json`` before anything runs; predictions of
+another store in the same folder are refused. Array element *i* of ``run --task-id i`` predicts part *i* for every
+run (parts are planned under ``max_array_size``), so ``sbatch jobs/desi_infer.sh`` needs one task per part.
 """
 
 from __future__ import annotations
@@ -15,15 +19,15 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
-import os
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
-
-from ..io import is_done, read_marker, remove_stale_temporaries, write_marker, write_parquet_atomic
-from ..runtime import pick_device, set_cpu_threads
+from .. import cli, layout
+from ..errors import UserError
+from ..io import config_hash, remove_stale_temporaries, write_json_atomic, write_marker, write_parquet_atomic
+from ..layout import FinishedRun, finished_runs, part_path, store_identity
+from . import arrays, stage
 
 log = logging.getLogger("gcnn_spin.infer")
 
@@ -33,7 +37,7 @@ DEFAULT_MAX_ARRAY_SIZE = 1000
 
 @dataclasses.dataclass(frozen=True)
 class InferencePart:
-    """Task ``task_id`` covers store shards ``shards`` = rows ``rows``."""
+    """Part ``task_id`` covers store shards ``shards`` = rows ``rows``."""
 
     task_id: int
     shards: range
@@ -44,121 +48,152 @@ def plan_parts(n_rows: int, shard_images: int, max_array_size: int = DEFAULT_MAX
     """Group shards into at most ``max_array_size`` contiguous parts (whole shards: no two tasks share one)."""
     if n_rows <= 0:
         return []
-    n_shards = math.ceil(n_rows / shard_images)
-    per_part = math.ceil(n_shards / max_array_size)
-    parts = []
-    for task_id, first in enumerate(range(0, n_shards, per_part)):
-        shards = range(first, min(first + per_part, n_shards))
-        rows = range(shards.start * shard_images, min(shards.stop * shard_images, n_rows))
-        parts.append(InferencePart(task_id, shards, rows))
-    return parts
-
-
-def part_path(pred_root: str | Path, model: str, seed: int, task_id: int) -> Path:
-    return Path(pred_root) / model / f"seed{seed}" / f"part-{task_id:05d}.parquet"
-
-
-def finished_runs(runs_root: str | Path, models: list[str] | None = None,
-                  seeds: list[int] | None = None) -> list[tuple[str, int, Path]]:
-    """``(model, seed, run_dir)`` of every run under ``RUNS/{model}/seed{k}`` with a completion marker."""
-    found = []
-    for marker in sorted(Path(runs_root).glob("*/seed*.done")):
-        run_dir = marker.with_suffix("")
-        model, seed = run_dir.parent.name, int(run_dir.name.removeprefix("seed"))
-        if (models and model not in models) or (seeds is not None and seed not in seeds):
-            continue
-        found.append((model, seed, run_dir))
-    return found
+    groups = arrays.at_most(range(-(-n_rows // shard_images)), max_array_size)
+    return [InferencePart(i, range(g[0], g[-1] + 1),
+                          range(g[0] * shard_images, min((g[-1] + 1) * shard_images, n_rows)))
+            for i, g in enumerate(groups)]
 
 
 def store_parts(store, max_array_size: int = DEFAULT_MAX_ARRAY_SIZE) -> list[InferencePart]:
     return plan_parts(len(store), int(store.attrs["shard_images"]), max_array_size)
 
 
-def run_part(task_id: int, store_path: str | Path, runs: list[tuple[str, int, Path]], pred_root: str | Path,
-             max_array_size: int = DEFAULT_MAX_ARRAY_SIZE, batch_size: int = 512, device: str | None = None,
-             progress: bool = True) -> dict:
-    """Predict part ``task_id`` for every run; returns timings (read/compute/write seconds) and counts."""
+def part_plan(store, store_path: str | Path, max_array_size: int = DEFAULT_MAX_ARRAY_SIZE) -> dict[str, Any]:
+    """The content of ``PRED/plan.json``: the store's identity and the rows of every part."""
+    parts = store_parts(store, max_array_size)
+    return {"store": store_identity(store), "store_path": str(Path(store_path).resolve()),
+            "n_parts": len(parts), "parts": [[p.rows.start, p.rows.stop] for p in parts]}
+
+
+def record_plan(pred_root: str | Path, plan: dict[str, Any]) -> Path:
+    """Write ``PRED/plan.json`` unless the same plan is there; refuse a plan for another store or grouping."""
+    path = layout.plan_path(pred_root)
+    if path.exists():
+        old = read_plan(pred_root)
+        if (old["store"], old["parts"]) == (plan["store"], plan["parts"]):
+            return path
+        raise UserError(f"{path} records predictions of another store or part plan ({old['store_path']}, "
+                         f"{old['n_parts']} parts): use another predictions folder, or delete it to start over")
+    write_json_atomic(path, plan)
+    return path
+
+
+def read_plan(pred_root: str | Path) -> dict[str, Any]:
+    path = layout.plan_path(pred_root)
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as err:
+        raise UserError(f"inference plan {path} unreadable ({type(err).__name__}: {err}); delete it and rerun "
+                         "`python -m gcnn_spin.cluster.infer --dry-run` to see the plan") from None
+
+
+def part_identity(store, part: InferencePart, run: FinishedRun) -> dict[str, Any]:
+    """Store content, rows and the run's identity (config hash + completion time): what a part is made from."""
+    return {"store": store_identity(store), "rows": [part.rows.start, part.rows.stop], "run": run.identity}
+
+
+def predict_part(store_path: str, part: int, rows: tuple[int, int], run_dir: str, out: str,
+                 identity: dict[str, Any], batch_size: int = 512, device: str | None = None,
+                 progress: bool = True, timings: dict[str, float] | None = None) -> int:
+    """One task: predict ``rows`` of the store with one run, write the part, then its marker. Returns its length."""
     from ..data.store import open_store
     from ..predict import load_exported, predict_probabilities
+    from ..runtime import pick_device, set_cpu_threads
 
+    output = Path(out)
+    remove_stale_temporaries(output)  # left by a task killed while writing this part
     store = open_store(store_path)
-    parts = store_parts(store, max_array_size)
-    summary = {"task_id": task_id, "n_parts": len(parts), "written": [], "skipped": [],
-               "timings": {"read": 0.0, "compute": 0.0, "write": 0.0}, "n_images": 0}
-    if task_id >= len(parts):
-        log.info("task %d: the store has only %d parts, nothing to do", task_id, len(parts))
-        return summary
-    part = parts[task_id]
+    run = layout.read_run_marker(Path(run_dir))
     dev = pick_device(device)
     set_cpu_threads()
-    for model, seed, run_dir in runs:
-        out = part_path(pred_root, model, seed, task_id)
-        identity = {"store": str(Path(store_path).resolve()), "rows": [part.rows.start, part.rows.stop],
-                    "run": str(Path(run_dir).resolve())}
-        if is_done(out, identity):
-            summary["skipped"].append(str(out))
+    timings = {"read": 0.0, "compute": 0.0, "write": 0.0} if timings is None else timings
+    module = load_exported(run_dir, dev)
+    table = predict_probabilities(module, store, range(*rows), batch_size, dev, progress=progress,
+                                  desc=f"{run.model} seed{run.seed} part {part}", timings=timings)
+    t0 = time.perf_counter()
+    write_parquet_atomic(table[PREDICTION_COLUMNS], output)
+    write_marker(output, identity, model=run.model, seed=run.seed, task_id=part, part=part, n_rows=len(table),
+                 n_skipped_bad=rows[1] - rows[0] - len(table), run_identity=run.identity)
+    timings["write"] += time.perf_counter() - t0
+    return len(table)
+
+
+def part_tasks(store_path: str | Path, runs: list[FinishedRun], pred_root: str | Path,
+               max_array_size: int = DEFAULT_MAX_ARRAY_SIZE, batch_size: int = 512, device: str | None = None,
+               progress: bool = True) -> list[arrays.Task]:
+    """One task per (part, run), part by part: array element *i* holds part *i* of every run."""
+    from ..data.store import open_store
+
+    store = open_store(store_path)
+    tasks = []
+    for part in store_parts(store, max_array_size):
+        for run in runs:
+            out = part_path(Path(pred_root).resolve(), run.model, run.seed, part.task_id)
+            identity = part_identity(store, part, run)
+            tasks.append(arrays.Task(
+                task_id=f"{run.model}/seed{run.seed}/part-{part.task_id:05d}", output=out, fn=predict_part,
+                identity=config_hash(identity),
+                kwargs={"store_path": str(Path(store_path).resolve()), "part": part.task_id,
+                        "rows": (part.rows.start, part.rows.stop), "run_dir": str(run.path.resolve()),
+                        "out": str(out), "identity": identity, "batch_size": batch_size, "device": device,
+                        "progress": progress}))
+    return tasks
+
+
+def run_part(task_id: int, store_path: str | Path, runs: list[FinishedRun], pred_root: str | Path,
+             max_array_size: int = DEFAULT_MAX_ARRAY_SIZE, batch_size: int = 512, device: str | None = None,
+             progress: bool = True) -> dict:
+    """Part ``task_id`` for every run, in this process; returns timings (read/compute/write seconds) and counts."""
+    tasks = [t for t in part_tasks(store_path, runs, pred_root, max_array_size, batch_size, device, progress)
+             if t.kwargs["part"] == task_id]
+    summary = {"task_id": task_id, "written": [], "skipped": [], "n_images": 0,
+               "timings": {"read": 0.0, "compute": 0.0, "write": 0.0}}
+    for task in tasks:
+        if task.done:
+            summary["skipped"].append(str(task.output))
             continue
-        remove_stale_temporaries(out)  # left by a task killed while writing this part
-        module = load_exported(run_dir, dev)
-        table = predict_probabilities(module, store, part.rows, batch_size, dev, progress=progress,
-                                      desc=f"{model} seed{seed} part {task_id}", timings=summary["timings"])
-        t0 = time.perf_counter()
-        write_parquet_atomic(table[PREDICTION_COLUMNS], out)
-        write_marker(out, identity, model=model, seed=seed, task_id=task_id, n_rows=len(table),
-                     n_skipped_bad=len(part.rows) - len(table))
-        summary["timings"]["write"] += time.perf_counter() - t0
-        summary["written"].append(str(out))
-        summary["n_images"] += len(table)
+        summary["n_images"] += predict_part(**task.kwargs, timings=summary["timings"])
+        summary["written"].append(str(task.output))
     return summary
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gcnn_spin.cluster.infer", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+# ----------------------------------------------------------------------------- the stage
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True, help="survey Zarr store, e.g. data/stores/survey.zarr")
     parser.add_argument("--runs", default="runs", help="runs root holding {model}/seed{k} (default: runs)")
     parser.add_argument("--out", default="predictions", help="predictions root (default: predictions)")
     parser.add_argument("--models", nargs="*", default=None, help="only these models (default: every finished run)")
     parser.add_argument("--seeds", nargs="*", type=int, default=None, help="only these seeds")
-    parser.add_argument("--task-id", type=int, default=None,
-                        help="part to run (default: $SLURM_ARRAY_TASK_ID; with neither, every part in turn)")
-    parser.add_argument("--max-array-size", type=int, default=DEFAULT_MAX_ARRAY_SIZE)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--print-array", action="store_true", help="print the sbatch --array range and exit")
-    parser.add_argument("--plan", action="store_true", help="dry run: list parts and which are done, then exit")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-    return parser
+    cli.add_batch_size(parser, 512)
+    cli.add_device(parser)
+
+
+def _tasks(args: argparse.Namespace) -> list[arrays.Task]:
+    from ..data.store import open_store
+
+    open_store(args.store)  # a missing or unfinished store is named before anything else
+    runs = finished_runs(args.runs, args.models, args.seeds)
+    if not runs:
+        raise FileNotFoundError(f"no finished runs under {args.runs} (looked for {args.runs}/<model>/seed<k>.done)")
+    return part_tasks(args.store, runs, args.out, args.profile.max_array_size, args.batch_size, args.device,
+                      not args.quiet)
+
+
+def _prepare(args: argparse.Namespace, tasks: list[arrays.Task]) -> None:
+    from ..data.store import open_store
+
+    record_plan(args.out, part_plan(open_store(args.store), args.store, args.profile.max_array_size))
+
+
+STAGE = stage.Stage(name="infer", noun="inference", description=__doc__, add_arguments=add_arguments, tasks=_tasks,
+                    array_key=lambda task: task.kwargs["part"], prepare=_prepare)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..data.store import open_store
-
-    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    store = open_store(args.store)
-    parts = store_parts(store, args.max_array_size)
-    if args.print_array:
-        print(f"0-{len(parts) - 1}" if parts else "")
-        return 0
-    runs = finished_runs(args.runs, args.models, args.seeds)
-    if not runs:
-        print(f"no finished runs under {args.runs} (looked for {args.runs}/<model>/seed<k>.done)", file=sys.stderr)
-        return 2
-    if args.plan:
-        for part in parts:
-            done = sum(read_marker(part_path(args.out, m, s, part.task_id)) is not None for m, s, _ in runs)
-            print(f"part {part.task_id:5d}: shards {part.shards.start}-{part.shards.stop - 1}, rows "
-                  f"{part.rows.start}-{part.rows.stop - 1}, {done}/{len(runs)} runs done")
-        return 0
-    task_id = args.task_id if args.task_id is not None else os.environ.get("SLURM_ARRAY_TASK_ID")
-    task_ids = [int(task_id)] if task_id is not None else [p.task_id for p in parts]
-    for tid in task_ids:
-        summary = run_part(tid, args.store, runs, args.out, args.max_array_size, args.batch_size, args.device,
-                           args.progress)
-        print(json.dumps({k: summary[k] for k in ("task_id", "n_parts", "n_images", "timings")}))
-    return 0
+    return stage.main(STAGE, argv)
 
 
 if __name__ == "__main__":

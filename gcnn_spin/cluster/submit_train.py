@@ -1,8 +1,9 @@
-"""Submit the training grid (models × seeds) as one SLURM job array — or local processes on a laptop.
+"""The training stage: one task per (model, seed) of the grid, submitted as SLURM job arrays or local processes.
 
-    python -m gcnn_spin.cluster.submit_train --data data [--config experiment] [--cluster a100]
+    python -m gcnn_spin.cluster.submit_train [submit] --data data [--config experiment] [--cluster a100]
         [--models gc_resnet18 g_resnet18] [--seeds 0 1] [--set train.epochs=60] [--cluster-set partition=h100]
         [--runs runs] [--logs logs/train] [--dry-run] [--wait]
+    python -m gcnn_spin.cluster.submit_train status --data data     # per run: done / running / failed (with log)
 
 Each task trains one (model, seed) into ``RUNS/{model}/seed{k}/``. A run with its completion marker is skipped;
 an unfinished one resumes from its checkpoint; on timeout or preemption SLURM requeues the task and it resumes.
@@ -15,11 +16,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import load_cluster, load_experiment
+from .. import cli
+from ..config import load_experiment
 from ..errors import UserError
-from ..train import RunSpec, run_dir_for
-from . import arrays
-from .executor import make_executor
+from ..io import config_hash
+from ..layout import run_dir, store_path
+from ..train import RunSpec
+from . import arrays, stage
+from .stage import Stage
 
 
 def train_task(model: str, seed: int, data_dir: str, out_dir: str, config: str, overrides: tuple[str, ...]) -> str:
@@ -41,16 +45,15 @@ def train_task(model: str, seed: int, data_dir: str, out_dir: str, config: str, 
     return str(train(spec, out_dir, resume=True, progress=False))
 
 
-#: The stores every training task reads (``DATA/stores/{split}.zarr``).
 TRAINING_STORES = ("train", "val", "test")
 
 
 def check_stores(data_dir: str | Path) -> None:
-    """Refuse to submit when ``--data`` lacks a finished, intact training store (before any task is queued)."""
+    """Refuse to run or submit when ``--data`` lacks a finished, intact training store (before any task is queued)."""
     from ..data.store import open_store
 
     for split in TRAINING_STORES:
-        path = Path(data_dir) / "stores" / f"{split}.zarr"
+        path = store_path(data_dir, split)
         if not path.exists():
             raise UserError(f"--data {data_dir}: no {split} store at {path}; build the stores first "
                             "(python data_prep/build_dataset.py ... --out DATA)")
@@ -72,59 +75,31 @@ def grid_tasks(data_dir: str | Path, runs_root: str | Path, config: str, overrid
     tasks = []
     for model in models:
         for seed in seeds:
-            out = run_dir_for(Path(runs_root).resolve(), model, seed)
+            out = run_dir(Path(runs_root).resolve(), model, seed)
+            identity = config_hash(RunSpec(model=model, seed=seed, data_dir=data_dir, experiment=experiment).as_dict())
             tasks.append(arrays.ResumableTask(
-                task_id=f"{model}/seed{seed}", output=out, fn=train_task,
+                task_id=f"{model}/seed{seed}", output=out, fn=train_task, identity=identity,
                 kwargs={"model": model, "seed": seed, "data_dir": data_dir, "out_dir": str(out),
                         "config": str(config), "overrides": tuple(overrides)}))
     return tasks
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gcnn_spin.cluster.submit_train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder (holds stores/{train,val,test}.zarr)")
     parser.add_argument("--runs", default="runs", help="runs root (default: runs)")
-    parser.add_argument("--logs", default="logs/train", help="submitit log folder (default: logs/train)")
-    parser.add_argument("--config", default="experiment", help="science config: shipped name or TOML path")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    parser.add_argument("--cluster", default="a100", help="cluster profile: shipped name or TOML path (default: a100)")
-    parser.add_argument("--cluster-set", dest="cluster_overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a cluster profile value, e.g. --cluster-set partition=h100")
+    cli.add_config(parser)
     parser.add_argument("--models", nargs="*", default=None, help="subset of the grid's models")
     parser.add_argument("--seeds", nargs="*", type=int, default=None, help="subset of the grid's seeds")
-    parser.add_argument("--dry-run", action="store_true", help="list the tasks and which are done; submit nothing")
-    parser.add_argument("--wait", action="store_true", help="block until every task has finished")
-    parser.add_argument("--timeout-min", type=float, default=24 * 60, help="with --wait: give up after this long")
-    return parser
+
+
+STAGE = Stage(name="train", noun="training", description=__doc__, add_arguments=add_arguments,
+              tasks=lambda args: grid_tasks(args.data, args.runs, args.config, args.overrides, args.models,
+                                            args.seeds),
+              check=lambda args: check_stores(args.data), default_action="submit")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    tasks = grid_tasks(args.data, args.runs, args.config, args.overrides, args.models, args.seeds)
-    profile = load_cluster(args.cluster, args.cluster_overrides)  # a dry run checks the profile like a real run
-    check_stores(args.data)
-    if args.dry_run:
-        make_executor(profile, args.logs, job_name="gcnn_spin-train", create=False)
-        print(arrays.format_plan(arrays.plan(tasks)))
-        return 0
-    executor = make_executor(profile, args.logs, job_name="gcnn_spin-train")
-    submission = arrays.submit(tasks, executor, profile)
-    jobs = submission.job_list
-    print(f"{len(submission.jobs)} training tasks submitted ({executor.cluster}), {len(submission.skipped)} already "
-          f"complete")
-    array_ids = sorted({job.job_id.split("_")[0] for job in jobs})
-    if array_ids:
-        print(f"job id(s): {', '.join(array_ids)}; logs: {Path(args.logs).resolve()}")
-        watch = "squeue --me" if executor.cluster == "slurm" else "make status"
-        print(f"watch: {watch}  |  per run: python -m gcnn_spin.cluster.arrays status {args.logs}")
-    if args.wait and jobs:
-        arrays.wait(submission, timeout_s=args.timeout_min * 60)
-        report = arrays.status(args.logs, tasks)
-        print(arrays.format_status(report))
-        if any(entry.state != "done" for entry in report):
-            return 1
-    return 0
+    return stage.main(STAGE, argv, prog="python -m gcnn_spin.cluster.submit_train")
 
 
 if __name__ == "__main__":

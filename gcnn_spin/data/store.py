@@ -48,6 +48,7 @@ from gcnn_spin.ranges import format_ranges
 from gcnn_spin.config import DataConfig
 from gcnn_spin.data.images import BadImageError, ImageSource, margin_size, to_store_image
 from gcnn_spin.errors import UserError, reading
+from gcnn_spin.layout import shard_output
 from gcnn_spin.io import (atomic_path, config_hash, fsync_dir, fsync_file, marker_path, read_marker,
                           write_json_atomic, write_marker)
 
@@ -90,19 +91,6 @@ def plan_shards(n_rows: int, cfg: DataConfig) -> list[range]:
     return [range(start, min(start + cfg.shard_images, n_rows)) for start in range(0, n_rows, cfg.shard_images)]
 
 
-def shard_groups(n_shards: int, max_tasks: int) -> list[range]:
-    """Contiguous groups of shards, at most ``max_tasks`` of them: array task ``i`` builds group ``i``."""
-    if max_tasks < 1:
-        raise ValueError(f"max_tasks must be >= 1, got {max_tasks}")
-    per_task = -(-n_shards // max_tasks) if n_shards else 1
-    return [range(k, min(k + per_task, n_shards)) for k in range(0, n_shards, per_task)]
-
-
-def _shard_output(paths: Mapping[str, Path], k: int) -> Path:
-    """The (virtual) output whose marker is ``shard-{k:05d}.done``."""
-    return paths["shards"] / f"shard-{k:05d}"
-
-
 def shard_file(images: zarr.Array, store_path: Path, k: int) -> Path:
     """The file zarr keeps shard ``k`` of ``images`` in (absent while the shard holds only zeros)."""
     return store_path / "images" / images.metadata.encode_chunk_key((k,) + (0,) * (images.ndim - 1))
@@ -136,9 +124,10 @@ def _shard_problem(path: Path, expected: int | None, all_bad: bool = False) -> s
 
 
 def rebuild_command(paths: Mapping[str, Path], attrs: Mapping[str, Any], k: int) -> str:
-    """The ``data_prep/build_store.py`` call that rebuilds shard ``k`` (array task of the default grouping)."""
+    """The ``data_prep/build_store.py`` call that rebuilds shard ``k``: the array element holding it when the
+    store's shards are grouped into at most 1,000 elements (``max_array_size`` of the shipped profiles)."""
     n_shards = -(-int(attrs["n_images"]) // int(attrs["shard_images"]))
-    task = next(i for i, group in enumerate(shard_groups(n_shards, 1000)) if k in group)
+    task = k // -(-n_shards // 1000)
     source = str(attrs.get("source", ""))
     images = source[len("JpegTree("):-1] if source.startswith("JpegTree(") else "IMAGE_ROOT"
     settings = " ".join(f"--set data.{key}={attrs[key]}" for key in
@@ -327,7 +316,7 @@ def build_shard(
     if on_bad not in ON_BAD:
         raise ValueError(f"on_bad must be one of {ON_BAD}, got {on_bad!r}")
     paths = store_paths(path)
-    output = _shard_output(paths, k)
+    output = shard_output(paths["store"], k)
     group = zarr.open_group(paths["store"], mode="r+")
     digest = group.attrs["config_hash"]
     marker = read_marker(output)
@@ -388,9 +377,19 @@ def _recorded_sizes(paths: Mapping[str, Path], marker: Mapping[str, Any],
     of a store finished before sizes were recorded) and the shards whose every image was bad."""
     if "shard_bytes" in marker:
         return list(marker["shard_bytes"]), set()
-    markers = [read_marker(_shard_output(paths, k)) or {} for k in range(n_shards)]
+    markers = [read_marker(shard_output(paths["store"], k)) or {} for k in range(n_shards)]
     all_bad = {k for k, m in enumerate(markers) if len(m.get("bad", ())) == m.get("stop", 0) - m.get("start", 0) > 0}
     return [m.get("bytes") for m in markers], all_bad
+
+
+def shard_problem(path: str | os.PathLike, k: int) -> str | None:
+    """Why shard ``k`` of store ``path`` is not built intact (no marker, or a file that no longer matches it)."""
+    paths = store_paths(path)
+    marker = read_marker(shard_output(paths["store"], k))
+    if marker is None:
+        return "not built"
+    images = zarr.open_array(paths["store"] / "images", mode="r")
+    return _marker_problem(images, paths, marker)
 
 
 def damaged_shards(path: str | os.PathLike) -> dict[int, str]:
@@ -414,7 +413,7 @@ def finished_shards(path: str | os.PathLike) -> tuple[int, list[int]]:
     n_shards = -(-n // shard)
     missing = []
     for k in range(n_shards):
-        marker = read_marker(_shard_output(paths, k)) or {}
+        marker = read_marker(shard_output(paths["store"], k)) or {}
         if marker.get("config_hash") != digest or _marker_problem(images, paths, marker):
             missing.append(k)
     return n_shards, missing
@@ -428,7 +427,7 @@ def finalize_store(path: str | os.PathLike) -> dict[str, Any]:
         raise StoreError(f"{paths['store']}: cannot finalise, shards not built: {format_ranges(missing)}")
     bad, shard_bytes = [], []
     for k in range(n_shards):
-        marker = read_marker(_shard_output(paths, k))
+        marker = read_marker(shard_output(paths["store"], k))
         bad.extend(marker["bad"])
         shard_bytes.append(marker.get("bytes"))
     rows = pd.read_parquet(paths["plan"])

@@ -1,0 +1,44 @@
+"""The flags every command spells the same way: ``--dry-run``, ``-q/--quiet``, ``--batch-size``,
+``--set SECTION.KEY=VALUE``, ``--config`` and ``--task-id`` (default ``$SLURM_ARRAY_TASK_ID``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+TASK_ID_VARIABLE = "SLURM_ARRAY_TASK_ID"
+
+
+def env_task_id() -> int | None:
+    """``$SLURM_ARRAY_TASK_ID`` as an int, or ``None`` outside an array job."""
+    value = os.environ.get(TASK_ID_VARIABLE, "").strip()
+    return int(value) if value else None
+
+
+def add_dry_run(parser: argparse.ArgumentParser, what: str = "list what would be done; change nothing") -> None:
+    parser.add_argument("--dry-run", action="store_true", help=what)
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def add_batch_size(parser: argparse.ArgumentParser, default: int, what: str = "images per forward batch") -> None:
+    parser.add_argument("--batch-size", type=int, default=default, help=f"{what} (default: {default})")
+
+
+def add_config(parser: argparse.ArgumentParser, default: str = "experiment") -> None:
+    parser.add_argument("--config", default=default,
+                        help=f"science config: a shipped name or a TOML path (default: {default})")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+
+
+def add_task_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task-id", type=int, default=env_task_id(),
+                        help=f"run only array task K (default: ${TASK_ID_VARIABLE}; with neither, every task "
+                             "in turn)")
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")

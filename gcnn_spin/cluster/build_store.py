@@ -1,0 +1,120 @@
+"""The store-build stage: build one Zarr cutout store from a rows parquet and a Galaxy Zoo DESI image folder (resumable, array-ready).
+
+    python -m gcnn_spin.cluster.build_store --rows data/catalogue.parquet --split train --images raw \\
+        --out data/stores/train.zarr --workers 8                   # every shard here (run is the default)
+    python -m gcnn_spin.cluster.build_store ... --dry-run                   # the plan: shards done / to do; writes nothing
+    python -m gcnn_spin.cluster.build_store ... --print-array               # "0-N" for sbatch --array
+    python -m gcnn_spin.cluster.build_store run ... --task-id $SLURM_ARRAY_TASK_ID   # one contiguous group of shards
+    python -m gcnn_spin.cluster.build_store submit ... --cluster a100       # the shards as job arrays (make submit-store)
+
+Rows keep their order (store order). ``--split`` keeps the rows whose ``split`` column equals it (so the
+catalogue itself can be passed). Survey stores (``--out .../survey.zarr``) get no margin unless ``--margin``.
+One task per shard; array element K of ``run --task-id K`` holds a contiguous group of them. Every task may
+start at once: the store metadata is created race-free, each shard is written whole then marked, and whichever
+task sees every shard done writes ``{split}.parquet``, ``{split}.bad.csv`` and the store marker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import zarr
+
+from gcnn_spin import cli, layout
+from gcnn_spin.cluster import arrays, stage
+from gcnn_spin.config import load_experiment
+from gcnn_spin.data.images import CUTOUT_SIZE, JpegTree
+from gcnn_spin.data.store import ON_BAD, build_store, plan_shards, shard_problem, store_paths
+from gcnn_spin.errors import UserError, reading
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rows", type=Path, required=True, help="parquet with dr8_id (+ catalogue columns)")
+    parser.add_argument("--split", default=None, help="keep rows whose 'split' column equals this")
+    parser.add_argument("--images", type=Path, required=True, help="image root holding jpg/{brickid}/{dr8_id}.jpg")
+    parser.add_argument("--out", type=Path, required=True, help="the store, e.g. data/stores/train.zarr")
+    parser.add_argument("--margin", action=argparse.BooleanOptionalAction, default=None,
+                        help="store the rotation margin (default: yes, except for survey.zarr)")
+    cli.add_config(parser)
+    parser.add_argument("--cutout-size", type=int, default=CUTOUT_SIZE, help="expected JPEG side (default 424)")
+    parser.add_argument("--on-bad", choices=ON_BAD, default="raise", help="bad images: stop, or zero + list them")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes building shards in parallel (`run` without --task-id; default: 1)")
+    parser.add_argument("--overwrite", action="store_true", help="delete a store made for other rows/config first")
+
+
+@functools.lru_cache(maxsize=2)
+def load_rows(path: Path, split: str | None) -> pd.DataFrame:
+    with reading(path, "rows parquet"):
+        rows = pd.read_parquet(path)
+    if split is not None:
+        if "split" not in rows.columns:
+            raise UserError(f"--split {split}: {path} has no 'split' column")
+        rows = rows[rows["split"] == split]
+    if not len(rows):
+        raise UserError(f"no rows to store from {path}" + (f" with split == {split!r}" if split else ""))
+    return rows
+
+
+def _margin(args) -> bool:
+    return args.margin if args.margin is not None else store_paths(args.out)["store"].stem != "survey"
+
+
+def build_shard_task(rows: str, split: str | None, images: str, out: str, margin: bool, config: str,
+                     overrides: tuple[str, ...], cutout_size: int, on_bad: str, shard: int) -> dict:
+    """One task: create the store if no task has yet, build shard ``shard``; the last shard finalises the store."""
+    cfg = load_experiment(config, list(overrides)).data
+    source = JpegTree(Path(images), expected_size=cutout_size)
+    return build_store(out, load_rows(Path(rows), split), source, margin=margin, cfg=cfg, on_bad=on_bad,
+                       shards=[shard], progress=False)
+
+
+def shard_intact(store: str, k: int) -> bool:
+    """Shard ``k``'s file still matches its marker (a purged or truncated shard is rebuilt by its task)."""
+    return shard_problem(store, k) is None
+
+
+def shard_tasks(args: argparse.Namespace) -> list[arrays.Task]:
+    """One task per shard of the store; a shard is done when its marker carries the store's config hash and its
+    file still matches the size the marker recorded."""
+    cfg = load_experiment(args.config, args.overrides).data
+    rows = load_rows(args.rows, args.split)
+    out = args.out.resolve()
+    existing = zarr.open_group(out, mode="r").attrs["config_hash"] if (out / "zarr.json").exists() else None
+    common = {"rows": str(args.rows.resolve()), "split": args.split, "images": str(args.images.resolve()),
+              "out": str(out), "margin": _margin(args), "config": args.config, "overrides": tuple(args.overrides),
+              "cutout_size": args.cutout_size, "on_bad": args.on_bad}
+    return [arrays.Task(task_id=f"{out.stem}/shard-{k:05d}", output=layout.shard_output(out, k),
+                        fn=build_shard_task, identity=existing, intact=functools.partial(shard_intact, str(out), k),
+                        kwargs={**common, "shard": k})
+            for k in range(len(plan_shards(len(rows), cfg)))]
+
+
+def build_all(args: argparse.Namespace, tasks: list[arrays.Task]) -> None:
+    """``run`` without a task id: every shard here, in ``--workers`` processes."""
+    cfg = load_experiment(args.config, args.overrides).data
+    summary = build_store(args.out, load_rows(args.rows, args.split), JpegTree(args.images, args.cutout_size),
+                          margin=_margin(args), cfg=cfg, workers=args.workers, on_bad=args.on_bad,
+                          progress=not args.quiet, overwrite=args.overwrite)
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("built", "skipped", "missing")}
+                     | {"built": len(summary["built"]), "skipped": len(summary["skipped"]),
+                        "missing": len(summary["missing"])}, indent=2))
+
+
+STAGE = stage.Stage(name="store", noun="store-build", description=__doc__, add_arguments=add_arguments,
+                    tasks=shard_tasks, run_all=build_all)
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m gcnn_spin.cluster.build_store") -> int:
+    return stage.main(STAGE, argv, prog=prog)
+
+
+if __name__ == "__main__":
+    from gcnn_spin.errors import run_command
+
+    run_command(main)

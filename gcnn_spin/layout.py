@@ -1,0 +1,136 @@
+"""The on-disk layout, in one place: where DATA, RUNS, PRED, RESULTS and LOGS keep each artifact, and discovery.
+
+    DATA/stores/{split}.zarr              Zarr store (+ {split}.parquet rows, {split}.bad.csv)
+    DATA/stores/{split}.zarr.shards/shard-{k:05d}.done   shard k built (resumable and array builds)
+    RUNS/{model}/seed{k}/                 training run (+ marker RUNS/{model}/seed{k}.done)
+    PRED/plan.json                        the inference part plan: store identity + row range of every part
+    PRED/{model}/seed{k}/part-{i:05d}.parquet   survey predictions of part i (+ .done)
+    RESULTS/studies/{study}/{model}/seed{k}.parquet   per-run study output (+ .done)
+    LOGS/{stage}/submission.json          what an array stage submitted (job ids, task ids, log paths)
+
+Every other module asks here instead of spelling a path. A run's model and seed are read from its completion
+marker (:func:`finished_runs`), never parsed from folder names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+from .io import MARKER_SUFFIX, marker_path
+from .errors import UserError
+
+SPLITS = ("train", "val", "test", "survey")
+PLAN_FILE = "plan.json"
+_PART_RE = re.compile(r"^part-(\d{5})\.parquet$")
+_SEED_RE = re.compile(r"^seed(\d+)$")
+
+
+def store_path(data: str | Path, split: str) -> Path:
+    """``DATA/stores/{split}.zarr``."""
+    return Path(data) / "stores" / f"{split}.zarr"
+
+
+def store_rows_path(data: str | Path, split: str) -> Path:
+    """``DATA/stores/{split}.parquet``: the store's rows in store order."""
+    return store_path(data, split).with_suffix(".parquet")
+
+
+def shard_output(store: str | Path, shard: int) -> Path:
+    """The (virtual) output whose marker ``{split}.zarr.shards/shard-{k:05d}.done`` says shard k is built."""
+    store = Path(store)
+    return store.with_name(store.name + ".shards") / f"shard-{shard:05d}"
+
+
+def run_dir(runs: str | Path, model: str, seed: int) -> Path:
+    """``RUNS/{model}/seed{k}``."""
+    return Path(runs) / model / f"seed{seed}"
+
+
+def part_path(pred: str | Path, model: str, seed: int, part: int) -> Path:
+    """``PRED/{model}/seed{k}/part-{i:05d}.parquet``."""
+    return Path(pred) / model / f"seed{seed}" / f"part-{part:05d}.parquet"
+
+
+def part_index(path: str | Path) -> int | None:
+    """The part number in a ``part-{i:05d}.parquet`` file name, or ``None`` for any other name."""
+    match = _PART_RE.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def plan_path(pred: str | Path) -> Path:
+    """``PRED/plan.json``: the part plan inference was run with."""
+    return Path(pred) / PLAN_FILE
+
+
+def study_path(results: str | Path, study: str, model: str, seed: int) -> Path:
+    """``RESULTS/studies/{study}/{model}/seed{k}.parquet``."""
+    return Path(results) / "studies" / study / model / f"seed{seed}.parquet"
+
+
+def store_identity(store) -> dict:
+    """What an output made from an opened store depends on: its content hash and size, not where it lies."""
+    return {"config_hash": store.attrs.get("config_hash"), "n_images": len(store)}
+
+
+def stage_logs(logs: str | Path, stage: str) -> Path:
+    """``LOGS/{stage}``: a stage's submitit folder and ``submission.json``."""
+    return Path(logs) / stage
+
+
+def seed_of(name: str) -> int | None:
+    """``k`` of a ``seed{k}`` folder or marker name, or ``None``."""
+    match = _SEED_RE.match(name.removesuffix(MARKER_SUFFIX))
+    return int(match.group(1)) if match else None
+
+
+def run_candidates(runs: str | Path) -> list[Path]:
+    """Every ``RUNS/*/seed{k}`` folder or marker, as run folders (a marker without its folder included)."""
+    found = {path.with_name(path.name.removesuffix(MARKER_SUFFIX)) for path in Path(runs).glob("*/seed*")
+             if seed_of(path.name) is not None and (path.is_dir() or path.name.endswith(MARKER_SUFFIX))}
+    return sorted(found)
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedRun:
+    """A run with its completion marker: ``model`` and ``seed`` as the marker records them."""
+
+    model: str
+    seed: int
+    path: Path
+    marker: dict
+
+    @property
+    def identity(self) -> dict:
+        """What ties an output to this training of the run: its config hash and completion time.
+
+        A run retrained in place gets a new identity, so outputs made from the old weights count as stale.
+        """
+        return {"config_hash": self.marker.get("config_hash"),
+                "completed_utc": self.marker.get("provenance", {}).get("time_utc")}
+
+
+def read_run_marker(path: Path) -> FinishedRun | None:
+    """The finished run at ``path`` from its marker (``None`` without one); the marker must name model and seed."""
+    marker_file = marker_path(path)
+    if not marker_file.exists():
+        return None
+    marker = json.loads(marker_file.read_text())
+    if "model" not in marker or "seed" not in marker:
+        raise UserError(f"run marker {marker_file} does not record the model and seed (written by an old "
+                         f"version?): retrain the run or add \"model\" and \"seed\" to it")
+    return FinishedRun(str(marker["model"]), int(marker["seed"]), Path(path), marker)
+
+
+def finished_runs(runs: str | Path, models: list[str] | None = None,
+                  seeds: list[int] | None = None) -> list[FinishedRun]:
+    """Every run under ``RUNS`` with a completion marker, sorted by (model, seed); optionally only some."""
+    found = []
+    for path in run_candidates(runs):
+        run = read_run_marker(path) if path.is_dir() else None
+        if run is None or (models and run.model not in models) or (seeds is not None and run.seed not in seeds):
+            continue
+        found.append(run)
+    return sorted(found, key=lambda r: (r.model, r.seed))
