@@ -20,7 +20,7 @@ STORE ?= $(DATA)/stores/survey.zarr
 export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
-.PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer lock submit-train status infer-array container clean
+.PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer bench-real lock submit-train status infer-array container clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -43,7 +43,7 @@ test-fast: setup  ## tests without the slow ones
 demo: setup  ## the embedded synthetic survey, end to end
 	$(PY) -m gcnn_spin.demo
 
-bench: bench-data bench-models bench-infer  ## every benchmark (see BENCHMARKS.md)
+bench: bench-data bench-models bench-infer bench-real  ## every benchmark (see BENCHMARKS.md)
 
 bench-data: setup  ## Zarr loader vs JPEG-folder loader
 	$(PY) bench/bench_data.py
@@ -53,6 +53,9 @@ bench-models: setup  ## per-model params, build time, throughput, memory
 
 bench-infer: setup  ## survey inference throughput of one array task
 	$(PY) bench/bench_infer.py
+
+bench-real: setup  ## models vs a torchvision baseline on a real GZ1 sample, several seeds (SAMPLE=...)
+	$(PY) bench/bench_real.py --sample $(or $(SAMPLE),../shared/real_sample) --out bench_out/real
 
 submit-train: setup  ## submit the training grid (models x seeds) as a job array; see CONFIG, CLUSTER, MODELS, SEEDS
 	$(PY) -m gcnn_spin.cluster.submit_train --data $(DATA) --runs $(RUNS) --logs $(LOGS)/train --config $(CONFIG) \

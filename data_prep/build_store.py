@@ -7,7 +7,8 @@
     python data_prep/build_store.py ... --task-id $SLURM_ARRAY_TASK_ID   # one contiguous group of shards
 
 Rows keep their order (store order). ``--split`` keeps the rows whose ``split`` column equals it (so the
-catalogue itself can be passed). Survey stores (``--out .../survey.zarr``) get no margin unless ``--margin``.
+catalogue itself can be passed). Survey stores (``--out .../survey.zarr``) get no margin unless ``--margin``;
+``train.zarr`` is kept at ``data.train_oversample`` times the margin size.
 Every task may start at once: the store metadata is created race-free, each shard is written whole then marked,
 and whichever task sees every shard done writes ``{split}.parquet``, ``{split}.bad.csv`` and the store marker.
 """
@@ -23,6 +24,7 @@ import pandas as pd
 
 from gcnn_spin.config import load_experiment
 from gcnn_spin.data.images import CUTOUT_SIZE, JpegTree
+from gcnn_spin.data.pipeline import store_oversample
 from gcnn_spin.data.store import ON_BAD, build_store, finished_shards, plan_shards, shard_groups, store_paths
 
 
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_experiment(args.config, args.overrides).data
     rows = load_rows(args.rows, args.split)
     margin = args.margin if args.margin is not None else store_paths(args.out)["store"].stem != "survey"
+    oversample = store_oversample(store_paths(args.out)["store"].stem, cfg) if margin else 1
     shards = plan_shards(len(rows), cfg)
     groups = shard_groups(len(shards), args.max_array_size)
     if args.print_array:
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.dry_run:
         missing = finished_shards(args.out)[1] if (args.out / "zarr.json").exists() else list(range(len(shards)))
-        print(json.dumps({"store": str(args.out), "n_images": len(rows), "margin": margin,
+        print(json.dumps({"store": str(args.out), "n_images": len(rows), "margin": margin, "oversample": oversample,
                           "image_size": cfg.image_size, "n_shards": len(shards), "n_tasks": len(groups),
                           "shards_to_build": len(missing), "codec": f"{cfg.codec}-{cfg.codec_level}"}, indent=2))
         return 0
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted = groups[args.task_id]
     source = JpegTree(args.images, expected_size=args.cutout_size)
     summary = build_store(args.out, rows, source, margin=margin, cfg=cfg, workers=args.workers, on_bad=args.on_bad,
-                          shards=wanted, progress=not args.no_progress, overwrite=args.overwrite)
+                          shards=wanted, progress=not args.no_progress, overwrite=args.overwrite, oversample=oversample)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("built", "skipped", "missing")}
                      | {"built": len(summary["built"]), "skipped": len(summary["skipped"]),
                         "missing": len(summary["missing"])}, indent=2))
