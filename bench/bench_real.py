@@ -37,13 +37,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from gcnn_spin.config import load_experiment
+from gcnn_spin.config import load_experiment, to_dict
 from gcnn_spin.conventions import ACW, CLASSES, CW, OTHER, soft_targets
 from gcnn_spin.data.images import crop_field, decode_jpeg, jpg_relpath
 from gcnn_spin.data.pipeline import build_dataset
 from gcnn_spin.data.real_sample import prepare_raw, real_sample_inputs
 from gcnn_spin.data.sharpness import high_frequency_ratio
-from gcnn_spin.io import write_text_atomic
+from gcnn_spin.io import write_json_atomic, write_text_atomic
 from gcnn_spin.runtime import set_cpu_threads
 from gcnn_spin.train import RunSpec, run_dir_for, train
 
@@ -137,10 +137,24 @@ def _predict(model: torch.nn.Module, images: JpegImages, batch_size: int) -> np.
 
 
 def baseline_run(args, seed: int, data: Path, cache: dict) -> dict:
-    """torchvision ResNet18 trained on the pipeline's train rows with full-resolution rotations."""
+    """torchvision ResNet18 trained on the pipeline's train rows with full-resolution rotations.
+
+    Its result is kept in ``OUT/runs/torchvision_resnet18/seed{k}.json`` and reused for the same settings.
+    """
+    cfg = experiment(args, 1).train
+    saved = run_dir_for(args.out / "runs", BASELINE, seed).with_suffix(".json")
+    settings = {"train": to_dict(cfg), "sample": str(args.sample.resolve())}
+    if saved.exists() and json.loads(saved.read_text())["settings"] == settings:
+        result = json.loads(saved.read_text())
+        return {**result, "confusion": np.array(result["confusion"])}
+    result = _train_baseline(args, cfg, seed, data, cache)
+    write_json_atomic(saved, {**result, "confusion": result["confusion"].tolist(), "settings": settings})
+    return result
+
+
+def _train_baseline(args, cfg, seed: int, data: Path, cache: dict) -> dict:
     import torchvision
 
-    cfg = experiment(args, 1).train
     if "images" not in cache:
         cache["images"] = {split: JpegImages(args.sample, pd.read_parquet(data / "stores" / f"{split}.parquet"),
                                              cfg.image_size) for split in ("train", "val", "test")}

@@ -8,6 +8,8 @@ downsampling, so every galaxy reaches a store.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +166,16 @@ def test_rotating_before_downsampling_keeps_the_detail_that_a_final_resolution_r
         assert 0.9 < unrotated < 1.15  # a test image is as sharp as the reference
         assert plain < 0.65  # rotated at the final resolution: about half the detail lost
         assert over2 > plain + 0.05 and 0.85 < over3 < 1.15  # rotate-then-downsample recovers it
+
+
+def test_cli_writes_the_raw_layout_and_names_a_folder_that_is_not_a_sample(tmp_path):
+    script = Path(__file__).parents[1] / "data_prep" / "real_sample.py"
+    help_text = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=True)
+    assert "--sample" in help_text.stdout and "ASSUMPTIONS.md" in help_text.stdout
+    run = subprocess.run([sys.executable, str(script), "--sample", str(FIXTURE), "--out", str(tmp_path / "RAW")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert all((tmp_path / "RAW" / name).exists() for name in ("desi_index.parquet", "sdss_photometry.csv", "jpg"))
+    bad = subprocess.run([sys.executable, str(script), "--sample", str(tmp_path), "--out", str(tmp_path / "X")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "GalaxyZoo1_DR_table2.csv not found" in bad.stderr
