@@ -17,7 +17,7 @@ and ``sharpness.csv`` (high-frequency energy kept by a rotated training image, p
 A rerun reuses finished runs.
 
     python bench/bench_real.py --sample ../shared/real_sample --out bench_out/real
-    python bench/bench_real.py --sample DIR --seeds 0 1 2 --epochs 12 --oversample 2 3 --oversample-models resnet18
+    python bench/bench_real.py --sample DIR --seeds 0 1 2 3 4 --epochs 12 --oversample 2 3 --oversample-models resnet18
 """
 
 from __future__ import annotations
@@ -59,12 +59,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("bench_out/real"), help="output folder (default: %(default)s)")
     p.add_argument("--models", nargs="*", default=list(MODELS), help="pipeline models (default: %(default)s)")
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="seeds (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=12, help="epochs for every model (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=16, help="epochs for every model (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="batch size for every model (default: %(default)s: 12 steps per epoch on 192 galaxies)")
     p.add_argument("--config", default="demo", help="science config (default: the demo's, 65 px)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="further config overrides (repeatable)")
-    p.add_argument("--oversample", nargs="*", type=int, default=[], metavar="K",
-                   help="also train --oversample-models from train stores oversampled K x (default: none)")
+    p.add_argument("--oversample", nargs="*", type=int, default=[3], metavar="K",
+                   help="also train --oversample-models from train stores oversampled K x (default: %(default)s)")
     p.add_argument("--oversample-models", nargs="*", default=["resnet18", "g_resnet18"],
                    help="pipeline models also trained at each --oversample (default: %(default)s)")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help=f"skip {BASELINE}")
@@ -76,10 +78,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def experiment(args, oversample: int):
-    """The config of every run: the chosen config, all galaxies kept, 80/20 train/val, ``epochs``."""
+    """The config of every run: the chosen config, all galaxies kept, 80/20 train/val, the epochs and batch size."""
     overrides = ["data.downsample_bins=[]", "data.val_fraction=0.2", f"data.train_oversample={oversample}",
-                 f"train.epochs={args.epochs}", "train.epochs_by_model={}", f"train.num_threads={args.threads}",
-                 *args.overrides]
+                 f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}", "train.epochs_by_model={}",
+                 f"train.num_threads={args.threads}", *args.overrides]
     return load_experiment(args.config, overrides)
 
 
