@@ -179,3 +179,11 @@ def test_cli_writes_the_raw_layout_and_names_a_folder_that_is_not_a_sample(tmp_p
     bad = subprocess.run([sys.executable, str(script), "--sample", str(tmp_path), "--out", str(tmp_path / "X")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "GalaxyZoo1_DR_table2.csv not found" in bad.stderr
+
+
+def test_a_rerun_leaves_the_raw_files_untouched_so_the_pipeline_reuses_its_stages(tmp_path):
+    first = prepare_raw(FIXTURE, tmp_path / "raw")
+    stamps = {name: path.stat().st_mtime_ns for name, path in first.items() if path.is_file()}
+    second = prepare_raw(FIXTURE, tmp_path / "raw")
+    assert {name: second[name].stat().st_mtime_ns for name in stamps} == stamps
+    assert not list((tmp_path / "raw").glob(".*.tmp"))

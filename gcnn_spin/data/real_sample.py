@@ -20,6 +20,7 @@ the layout ``data_prep/build_dataset.py`` reads (:func:`real_sample_inputs`).
 
 from __future__ import annotations
 
+import filecmp
 import os
 import shutil
 from pathlib import Path
@@ -29,7 +30,7 @@ import pandas as pd
 
 from gcnn_spin.data.gz1 import BadRowsError, missing_columns, parse_objid, parse_sexagesimal
 from gcnn_spin.data.images import jpg_relpath
-from gcnn_spin.io import atomic_path, write_parquet_atomic, write_text_atomic
+from gcnn_spin.io import atomic_path
 
 GZ1_FILE = "GalaxyZoo1_DR_table2.csv"
 MATCH_FILE = "gz1_to_dr8.csv"
@@ -106,6 +107,15 @@ def sdss_photometry(objids) -> pd.DataFrame:
     return out
 
 
+def _write_if_changed(target: Path, write) -> None:
+    """``write(tmp)`` then move it onto ``target`` atomically, unless ``target`` already holds the same bytes: a
+    rerun leaves the files (and their modification times, which the pipeline's stage markers record) untouched."""
+    with atomic_path(target) as tmp:
+        write(tmp)
+        if target.exists() and filecmp.cmp(tmp, target, shallow=False):
+            shutil.copystat(target, tmp)  # same bytes: keep the old modification time
+
+
 def _link_or_copy(source: Path, target: Path) -> None:
     if target.is_symlink() or target.exists():
         if target.resolve() == source.resolve():
@@ -126,12 +136,10 @@ def prepare_raw(sample: str | os.PathLike, raw: str | os.PathLike) -> dict[str, 
     raw.mkdir(parents=True, exist_ok=True)
     gz1_objids, _ = parse_objid(pd.read_csv(sample / GZ1_FILE, dtype=str, usecols=["OBJID"])["OBJID"])
     match = read_match(sample / MATCH_FILE, gz1_objids)
-    with atomic_path(raw / GZ1_FILE) as tmp:
-        shutil.copyfile(sample / GZ1_FILE, tmp)
-    write_parquet_atomic(desi_index(sample / GZ1_FILE, match), raw / DESI_FILE)
-    with atomic_path(raw / SDSS_FILE) as tmp:
-        sdss_photometry(match["objid"]).to_csv(tmp, index=False)
-    write_text_atomic(raw / NOTE_FILE, NOTE.format(**ASSUMED_PHOTOMETRY))
+    _write_if_changed(raw / GZ1_FILE, lambda tmp: shutil.copyfile(sample / GZ1_FILE, tmp))
+    _write_if_changed(raw / DESI_FILE, lambda tmp: desi_index(sample / GZ1_FILE, match).to_parquet(tmp))
+    _write_if_changed(raw / SDSS_FILE, lambda tmp: sdss_photometry(match["objid"]).to_csv(tmp, index=False))
+    _write_if_changed(raw / NOTE_FILE, lambda tmp: tmp.write_text(NOTE.format(**ASSUMED_PHOTOMETRY)))
     _link_or_copy(sample / "jpg", raw / "jpg")
     return {"gz1": raw / GZ1_FILE, "desi_index": raw / DESI_FILE, "sdss_photometry": raw / SDSS_FILE,
             "images": raw, "note": raw / NOTE_FILE}
