@@ -43,8 +43,8 @@ class DataConfig:
     #: Downsampling of train/val by m = max(P_CW, P_ACW): (upper edge of the bin, fraction kept).
     downsample_bins: tuple[tuple[float, float], ...] = ((0.1, 0.05), (0.2, 0.2), (0.3, 0.5))
     image_size: int = 160  # S: side of the tensors the models see
-    #: Train store kept at k x the margin size; the loader rotates there, then area-averages k x k pixels down to S
-    #: (rotate before downsampling: gcnn_spin.data.images). 1 = rotate at the final resolution.
+    #: Train store kept at k x the margin size; the loader rotates there, then resizes to S with antialiasing
+    #: (rotate before downsampling: gcnn_spin.data.images). 1 = rotate at the final resolution. See BENCHMARKS.md.
     train_oversample: int = 1
     chunk_images: int = 32
     shard_images: int = 1024

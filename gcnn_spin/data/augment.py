@@ -12,7 +12,8 @@ output is sampled (no full-size rotated intermediate); with ``M >= margin_size(S
 neighbours) falls outside the stored image, so padding never shows.
 
 ``oversample = k``: the images hold ``k`` pixels per output pixel; the ``k*S`` crop is rotated at that resolution,
-then each ``k x k`` block is averaged (area downsampling), so the rotation's interpolation blur shrinks by ``k``.
+then resized to ``S`` with antialiasing (the filter PIL's resize of the stored images uses), so the rotation's
+interpolation blur shrinks by ``k``.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def rotate_crop(
     displayed, or ``None`` for a plain :func:`center_crop`. Returns ``(B, C, S, S)`` float32 in [0, 1] on the
     images' device. ``M >= margin_size(S)`` is required so no padding can show. ``buffer``: optional float32
     tensor with at least ``B*C*M*M`` elements reused for the uint8 -> float conversion. ``oversample = k``: rotate
-    and crop ``k*S`` px, then average ``k x k`` blocks down to ``S`` (``M >= margin_size(k*S)`` then).
+    and crop ``k*S`` px, then resize to ``S`` with antialiasing (``M >= margin_size(k*S)`` then).
     """
     if oversample < 1:
         raise ValueError(f"oversample must be >= 1, got {oversample}")

@@ -5,9 +5,9 @@ Geometry (one definition for every stage): a training-store image holds the whol
 then covers the inscribed square of the cutout (``crop_field(S)`` ≈ 298 of 424 px). A survey-store image is
 that same central field resized straight to ``S`` (same pixel scale, no margin).
 
-Oversampling (``DataConfig.train_oversample = k``): the train store keeps the cutout at ``k * M`` px; the loader then
-rotates at that resolution and area-averages ``k x k`` blocks down to ``S`` (rotate before downsampling), so a
-rotated training image stays about as sharp as an unrotated test image (:mod:`gcnn_spin.data.sharpness`).
+Oversampling (``DataConfig.train_oversample = k``): the train store keeps the cutout at ``k * M`` px; the loader
+then rotates at that resolution and resizes to ``S`` with antialiasing (rotate before downsampling); at ``k = 3`` a
+rotated training image is about as sharp as an unrotated test image (:mod:`gcnn_spin.data.sharpness`).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def decode_jpeg(path: str | Path, dr8_id: str = "?") -> np.ndarray:
 
 
 def to_store_image(cutout: np.ndarray, image_size: int, margin: bool, oversample: int = 1) -> np.ndarray:
-    """Cutout ``(H, W, 3) uint8`` -> store image ``(3, k*M, k*M)`` (``margin``, ``k = oversample``) or ``(3, S, S)``."""
+    """Cutout ``(H, W, 3) uint8`` -> store image ``(3, k*M, k*M)`` (``margin``, ``k = oversample``) or ``(3, S, S)``.
+    """
     if oversample < 1 or (oversample > 1 and not margin):
         raise ValueError(f"oversample must be >= 1 and needs a margin store, got {oversample} (margin={margin})")
     if cutout.ndim != 3 or cutout.shape[2] != 3:
