@@ -118,8 +118,8 @@ def _write_if_changed(target: Path, write) -> None:
 
 def _link_or_copy(source: Path, target: Path) -> None:
     if target.is_symlink() or target.exists():
-        if target.resolve() == source.resolve():
-            return
+        if target.resolve() == source.resolve() or (target.is_dir() and not target.is_symlink()):
+            return  # linked, or copied by an earlier run
         raise FileExistsError(f"{target} exists and is not the sample's jpg folder ({source})")
     try:
         os.symlink(source.resolve(), target, target_is_directory=True)
