@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sample", type=Path, required=True, help="real-sample folder (GZ1 csv, gz1_to_dr8.csv, jpg/)")
     p.add_argument("--out", type=Path, default=Path("bench_out/real"), help="output folder (default: %(default)s)")
     p.add_argument("--models", nargs="*", default=list(MODELS), help="pipeline models (default: %(default)s)")
-    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="seeds (default: %(default)s)")
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4], help="seeds (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=16, help="epochs for every model (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=16,
                    help="batch size for every model (default: %(default)s: 12 steps per epoch on 192 galaxies)")
