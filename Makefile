@@ -30,7 +30,7 @@ SUBSET = $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS))
 export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
-.PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer lock submit-store submit-train \
+.PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer bench-real lock submit-store submit-train \
 	submit-infer submit-studies status infer-array container clean
 
 help:  ## list targets
@@ -54,7 +54,7 @@ test-fast: setup  ## tests without the slow ones
 demo: setup  ## the embedded synthetic survey, end to end
 	$(PY) -m gcnn_spin.demo
 
-bench: bench-data bench-models bench-infer  ## every benchmark (see BENCHMARKS.md)
+bench: bench-data bench-models bench-infer bench-real  ## every benchmark (see BENCHMARKS.md)
 
 bench-data: setup  ## Zarr loader vs JPEG-folder loader
 	$(PY) bench/bench_data.py
@@ -68,6 +68,9 @@ bench-infer: setup  ## survey inference throughput of one array task
 submit-store: setup  ## build store SPLIT (train/val/test/survey) from RAW's images as job arrays, one task per shard
 	$(PY) -m gcnn_spin.cluster.build_store submit --rows $(ROWS) $(if $(filter survey,$(SPLIT)),,--split $(SPLIT)) \
 	    --images $(RAW) --out $(DATA)/stores/$(SPLIT).zarr --logs $(LOGS)/store --config $(CONFIG) $(SETTINGS) $(ON_CLUSTER)
+
+bench-real: setup  ## models vs a torchvision baseline on a real GZ1 sample, several seeds (SAMPLE=...)
+	$(PY) bench/bench_real.py --sample $(or $(SAMPLE),../shared/real_sample) --out bench_out/real
 
 submit-train: setup  ## submit the training grid (models x seeds) as a job array; see CONFIG, CLUSTER, MODELS, SEEDS
 	$(PY) -m gcnn_spin.cluster.submit_train submit --data $(DATA) --runs $(RUNS) --logs $(LOGS)/train \

@@ -59,6 +59,9 @@ class DataConfig:
     #: S: the stores' image side; each model's crop is derived from it (``gcnn_spin.crop``: 161 gives ResNets 161,
     #: LeNets 160).
     image_size: int = 161
+    #: Train store kept at k x the margin size; the loader rotates there, then resizes to S with antialiasing
+    #: (rotate before downsampling: gcnn_spin.data.images). 1 = rotate at the final resolution. See BENCHMARKS.md.
+    train_oversample: int = 1
     chunk_images: int = 32
     shard_images: int = 1024
     codec: str = "zstd"

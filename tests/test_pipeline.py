@@ -88,7 +88,7 @@ def fake_store(monkeypatch):
 
     calls = []
 
-    def build_store(path, rows, source, *, margin, cfg, workers=1, on_bad="raise"):
+    def build_store(path, rows, source, *, margin, cfg, workers=1, on_bad="raise", oversample=1):
         bad = []
         for dr8_id in rows["dr8_id"]:
             try:
@@ -100,7 +100,7 @@ def fake_store(monkeypatch):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(bad, columns=["row", "dr8_id", "path", "reason"]).to_csv(
             Path(path).with_suffix(".bad.csv"), index=False)
-        calls.append({"split": Path(path).stem, "rows": rows.copy(), "margin": margin})
+        calls.append({"split": Path(path).stem, "rows": rows.copy(), "margin": margin, "oversample": oversample})
         return {"n_images": len(rows), "n_bad": len(bad)}
 
     monkeypatch.setattr(store, "build_store", build_store)
@@ -166,6 +166,7 @@ def test_rerun_reuses_every_stage(tmp_path, fake_store):
     assert not any(first["reused"].values())
     assert [c["split"] for c in fake_store] == ["train", "val", "test", "survey"]
     assert [c["margin"] for c in fake_store] == [True, True, True, False]
+    assert [c["oversample"] for c in fake_store] == [CFG.train_oversample, 1, 1, 1]  # only train is oversampled
     train_rows = fake_store[0]["rows"]
     assert {"dr8_id", "ra", "dec", "p_cw", "p_acw", "p_other", "label"} <= set(train_rows.columns)
     assert list(train_rows["dr8_id"]) == sorted(train_rows["dr8_id"])

@@ -29,6 +29,7 @@ from gcnn_spin import cli, layout
 from gcnn_spin.cluster import arrays, stage
 from gcnn_spin.config import load_experiment
 from gcnn_spin.data.images import CUTOUT_SIZE, JpegTree
+from gcnn_spin.data.pipeline import store_oversample
 from gcnn_spin.data.store import ON_BAD, build_store, plan_shards, shard_problem, store_paths
 from gcnn_spin.errors import UserError, reading
 
@@ -65,13 +66,18 @@ def _margin(args) -> bool:
     return args.margin if args.margin is not None else store_paths(args.out)["store"].stem != "survey"
 
 
-def build_shard_task(rows: str, split: str | None, images: str, out: str, margin: bool, config: str,
-                     overrides: tuple[str, ...], cutout_size: int, on_bad: str, shard: int) -> dict:
+def _oversample(args, cfg) -> int:
+    """``data.train_oversample`` for a train store with its rotation margin, else 1."""
+    return store_oversample(store_paths(args.out)["store"].stem, cfg) if _margin(args) else 1
+
+
+def build_shard_task(rows: str, split: str | None, images: str, out: str, margin: bool, oversample: int,
+                     config: str, overrides: tuple[str, ...], cutout_size: int, on_bad: str, shard: int) -> dict:
     """One task: create the store if no task has yet, build shard ``shard``; the last shard finalises the store."""
     cfg = load_experiment(config, list(overrides)).data
     source = JpegTree(Path(images), expected_size=cutout_size)
     return build_store(out, load_rows(Path(rows), split), source, margin=margin, cfg=cfg, on_bad=on_bad,
-                       shards=[shard], progress=False)
+                       shards=[shard], progress=False, oversample=oversample)
 
 
 def shard_intact(store: str, k: int) -> bool:
@@ -87,7 +93,7 @@ def shard_tasks(args: argparse.Namespace) -> list[arrays.Task]:
     out = args.out.resolve()
     existing = zarr.open_group(out, mode="r").attrs["config_hash"] if (out / "zarr.json").exists() else None
     common = {"rows": str(args.rows.resolve()), "split": args.split, "images": str(args.images.resolve()),
-              "out": str(out), "margin": _margin(args), "config": args.config, "overrides": tuple(args.overrides),
+              "out": str(out), "margin": _margin(args), "oversample": _oversample(args, cfg), "config": args.config, "overrides": tuple(args.overrides),
               "cutout_size": args.cutout_size, "on_bad": args.on_bad}
     return [arrays.Task(task_id=f"{out.stem}/shard-{k:05d}", output=layout.shard_output(out, k),
                         fn=build_shard_task, identity=existing, intact=functools.partial(shard_intact, str(out), k),
@@ -100,7 +106,7 @@ def build_all(args: argparse.Namespace, tasks: list[arrays.Task]) -> None:
     cfg = load_experiment(args.config, args.overrides).data
     summary = build_store(args.out, load_rows(args.rows, args.split), JpegTree(args.images, args.cutout_size),
                           margin=_margin(args), cfg=cfg, workers=args.workers, on_bad=args.on_bad,
-                          progress=not args.quiet, overwrite=args.overwrite)
+                          progress=not args.quiet, overwrite=args.overwrite, oversample=_oversample(args, cfg))
     print(json.dumps({k: v for k, v in summary.items() if k not in ("built", "skipped", "missing")}
                      | {"built": len(summary["built"]), "skipped": len(summary["skipped"]),
                         "missing": len(summary["missing"])}, indent=2))

@@ -10,6 +10,10 @@ at ``(2j + 1)/S - 1``, so an output offset ``u`` pixels from the crop centre sam
 ``R(angle) u`` pixels from that same point: ``theta = (S/M) R`` plus the half-pixel shift. Only the ``S x S``
 output is sampled (no full-size rotated intermediate); with ``M >= margin_size(S)`` no sample (nor its bilinear
 neighbours) falls outside the stored image, so padding never shows.
+
+``oversample = k``: the images hold ``k`` pixels per output pixel; the ``k*S`` crop is rotated at that resolution,
+then resized to ``S`` with antialiasing (the filter PIL's resize of the stored images uses), so the rotation's
+interpolation blur shrinks by ``k``.
 """
 
 from __future__ import annotations
@@ -87,15 +91,21 @@ def affine_grid(theta: torch.Tensor, out_size: int) -> torch.Tensor:
 
 def rotate_crop(
     images: torch.Tensor, angles: torch.Tensor | np.ndarray | None, out_size: int, *,
-    buffer: torch.Tensor | None = None,
+    buffer: torch.Tensor | None = None, oversample: int = 1,
 ) -> torch.Tensor:
     """Rotate each image by its own angle (bilinear) and centre-crop, in one ``grid_sample``.
 
     images: ``(B, C, M, M)`` uint8 (0–255) or float ([0, 1]); angles: ``(B,)`` radians, counter-clockwise as
     displayed, or ``None`` for a plain :func:`center_crop`. Returns ``(B, C, S, S)`` float32 in [0, 1] on the
     images' device. ``M >= margin_size(S)`` is required so no padding can show. ``buffer``: optional float32
-    tensor with at least ``B*C*M*M`` elements reused for the uint8 -> float conversion.
+    tensor with at least ``B*C*M*M`` elements reused for the uint8 -> float conversion. ``oversample = k``: rotate
+    and crop ``k*S`` px, then resize to ``S`` with antialiasing (``M >= margin_size(k*S)`` then).
     """
+    if oversample < 1:
+        raise ValueError(f"oversample must be >= 1, got {oversample}")
+    if oversample > 1:
+        big = rotate_crop(images, angles, out_size * oversample, buffer=buffer)
+        return F.interpolate(big, size=(out_size, out_size), mode="bilinear", antialias=True, align_corners=False)
     if angles is None:
         return center_crop(images, out_size)
     side = _check(images, out_size)

@@ -237,7 +237,7 @@ class StoreLoader:
             if self._buffer is None or self._buffer.numel() < images.numel():
                 self._buffer = torch.empty(images.numel(), dtype=torch.float32)
             buffer = self._buffer
-        out = rotate_crop(images, angles, self.image_size, buffer=buffer)
+        out = rotate_crop(images, angles, self.image_size, buffer=buffer, oversample=self.store.oversample)
         targets = torch.from_numpy(host.targets).to(self.device, non_blocking=non_blocking)
         return Batch(out, targets, torch.from_numpy(host.rows))
 

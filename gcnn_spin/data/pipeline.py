@@ -281,6 +281,13 @@ def stage_survey(out: Path, catalogue: pd.DataFrame, index: Callable[[], pd.Data
     return rows, False
 
 
+def store_oversample(split: str, cfg: DataConfig) -> int:
+    """Stored pixels per model pixel of ``split``'s store: ``train_oversample`` for train, else 1."""
+    if cfg.train_oversample < 1:
+        raise ValueError(f"data.train_oversample must be >= 1, got {cfg.train_oversample}")
+    return cfg.train_oversample if split == "train" else 1
+
+
 def split_rows(catalogue: pd.DataFrame, split: str) -> pd.DataFrame:
     """Store rows of ``split`` (train/val/test): catalogue columns, ``ra``/``dec`` = DESI position, dr8_id order."""
     rows = catalogue[catalogue["split"] == split]
@@ -339,11 +346,11 @@ def build_stores(out: Path, catalogue: pd.DataFrame, survey: Callable[[], pd.Dat
         path = out / "stores" / f"{split}.zarr"
         try:
             summaries[split] = build_store(path, rows, source, margin=split != "survey", cfg=cfg, workers=workers,
-                                           on_bad=on_bad)
+                                           on_bad=on_bad, oversample=store_oversample(split, cfg))
         except StoreError as err:  # built from an older catalogue: its rows changed, so it is stale
             log.warning("%s; rebuilding it from the current catalogue", err)
             summaries[split] = build_store(path, rows, source, margin=split != "survey", cfg=cfg, workers=workers,
-                                           on_bad=on_bad, overwrite=True)
+                                           on_bad=on_bad, overwrite=True, oversample=store_oversample(split, cfg))
         log.info("store %s: %s", split, {k: v for k, v in summaries[split].items() if not isinstance(v, list)})
     return summaries
 

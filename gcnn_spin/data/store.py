@@ -4,8 +4,9 @@ Layout of ``DATA/stores/{split}.zarr`` and its siblings (see docs/architecture.m
 
 - ``{split}.zarr``: group with array ``images`` ``uint8 (N, 3, M, M)``, chunks ``(chunk_images, 3, M, M)``
   inside shards ``(shard_images, 3, M, M)``; ``M = margin_size(S)`` for training stores (``margin=True``),
-  ``M = S`` for survey stores. Group attributes: ``image_size``, ``margin_size`` (= M), ``margin``,
-  ``n_images``, ``shard_images``, ``chunk_images``, ``codec``, ``config_hash``, ``source``.
+  ``M = S`` for survey stores; ``M = oversample * margin_size(S)`` for an oversampled train store.
+  Group attributes: ``image_size``, ``margin_size`` (= M), ``margin``, ``oversample``, ``n_images``,
+  ``shard_images``, ``chunk_images``, ``codec``, ``config_hash``, ``source``.
 - ``{split}.zarr.shards/``: the build's bookkeeping: ``plan.parquet`` (rows in store order) and one marker
   ``shard-{k:05d}.done`` per finished shard (JSON: the shard's bad rows and its file's size in ``bytes``).
 - ``{split}.parquet``: the rows in store order (index ``row``) plus ``ok``; ``{split}.bad.csv``: the rows
@@ -132,6 +133,8 @@ def rebuild_command(paths: Mapping[str, Path], attrs: Mapping[str, Any], k: int)
     images = source[len("JpegTree("):-1] if source.startswith("JpegTree(") else "IMAGE_ROOT"
     settings = " ".join(f"--set data.{key}={attrs[key]}" for key in
                         ("image_size", "chunk_images", "shard_images", "codec", "codec_level"))
+    if int(attrs.get("oversample", 1)) != 1:
+        settings += f" --set data.train_oversample={attrs['oversample']}"
     margin = "--margin" if attrs.get("margin") else "--no-margin"
     return (f"python data_prep/build_store.py --rows {paths['plan']} --images {images} --out {paths['store']} "
             f"{margin} {settings} --task-id {task}")
@@ -157,10 +160,10 @@ def compressors_for(codec: str, level: int) -> tuple | None:
     raise ValueError(f"unknown codec {codec!r}; valid: {list(CODECS)}")
 
 
-def _store_config(rows: pd.DataFrame, cfg: DataConfig, margin: bool) -> dict[str, Any]:
+def _store_config(rows: pd.DataFrame, cfg: DataConfig, margin: bool, oversample: int = 1) -> dict[str, Any]:
     """What makes two stores the same: geometry, layout, codec and the galaxies in order (not the source path)."""
     ids = rows["dr8_id"].astype(str).to_numpy()
-    return {
+    config = {
         "image_size": cfg.image_size,
         "margin": bool(margin),
         "chunk_images": cfg.chunk_images,
@@ -170,6 +173,9 @@ def _store_config(rows: pd.DataFrame, cfg: DataConfig, margin: bool) -> dict[str
         "n_images": int(len(ids)),
         "dr8_ids": hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16],
     }
+    if oversample != 1:  # only then: the hashes of existing plain stores stay valid
+        config["oversample"] = int(oversample)
+    return config
 
 
 def _clean_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -225,7 +231,7 @@ def _prepared_dir(target: Path) -> Iterator[Path]:
 
 def create_store(
     path: str | os.PathLike, rows: pd.DataFrame, *, margin: bool, cfg: DataConfig, source: str = "",
-    overwrite: bool = False,
+    overwrite: bool = False, oversample: int = 1,
 ) -> str:
     """Write the store's metadata and build plan once; return its config hash.
 
@@ -236,11 +242,13 @@ def create_store(
     rows = _clean_rows(rows)
     _check_layout(cfg)
     compressors = compressors_for(cfg.codec, cfg.codec_level)
-    store_cfg = _store_config(rows, cfg, margin)
+    if oversample < 1 or (oversample > 1 and not margin):
+        raise ValueError(f"oversample must be >= 1 and needs a margin store, got {oversample} (margin={margin})")
+    store_cfg = _store_config(rows, cfg, margin, oversample)
     digest = config_hash(store_cfg)
     if overwrite:
         delete_store(path)
-    side = margin_size(cfg.image_size) if margin else cfg.image_size
+    side = margin_size(cfg.image_size) * oversample if margin else cfg.image_size
     paths["store"].parent.mkdir(parents=True, exist_ok=True)
 
     if not paths["shards"].exists():
@@ -259,7 +267,7 @@ def create_store(
             )
             group.attrs.update({
                 "image_size": cfg.image_size, "margin_size": side, "margin": bool(margin), "n_images": len(rows),
-                "shard_images": cfg.shard_images, "chunk_images": cfg.chunk_images,
+                "oversample": int(oversample), "shard_images": cfg.shard_images, "chunk_images": cfg.chunk_images,
                 "codec": cfg.codec, "codec_level": cfg.codec_level, "config_hash": digest, "source": source,
             })
     _check_hash(paths, digest, paths["store"], lambda p: zarr.open_group(p, mode="r").attrs["config_hash"])
@@ -329,6 +337,7 @@ def build_shard(
     start, stop = k * shard, min((k + 1) * shard, n)
     ids = _plan_ids(str(paths["plan"]), paths["plan"].stat().st_mtime_ns)[start:stop]
     size, margin = int(group.attrs["image_size"]), bool(group.attrs["margin"])
+    oversample = int(group.attrs.get("oversample", 1))
 
     t0 = time.perf_counter()
     buf = np.zeros((stop - start,) + images.shape[1:], dtype=np.uint8)
@@ -337,7 +346,7 @@ def build_shard(
         try:
             cutout = source.load(dr8_id)
             try:
-                buf[i] = to_store_image(cutout, size, margin)
+                buf[i] = to_store_image(cutout, size, margin, oversample)
             except ValueError as err:  # wrong shape or mode: as bad as an unreadable file
                 where = source.path(dr8_id) if callable(getattr(source, "path", None)) else "?"
                 raise BadImageError(dr8_id, where, str(err)) from None
@@ -446,12 +455,13 @@ def finalize_store(path: str | os.PathLike) -> dict[str, Any]:
 def build_store(
     path: str | os.PathLike, rows: pd.DataFrame, source: ImageSource, *, margin: bool, cfg: DataConfig,
     workers: int = 1, on_bad: str = "raise", shards: Iterable[int] | None = None, progress: bool = True,
-    overwrite: bool = False,
+    overwrite: bool = False, oversample: int = 1,
 ) -> dict[str, Any]:
     """Build (or resume) store ``path`` from ``rows`` (``dr8_id`` + catalogue columns, in store order).
 
     ``shards``: build only these (an array task's share); the store is finalised by whichever call sees every
     shard done. ``workers > 1`` builds shards in that many processes (``source`` must then be picklable).
+    ``oversample``: keep ``oversample * M`` px per side (train stores; see :mod:`gcnn_spin.data.images`).
     Returns a summary: ``n_images``, ``n_shards``, ``built``, ``skipped``, ``missing``, ``n_bad``, ``complete``,
     ``seconds``, ``bytes``.
     """
@@ -460,13 +470,14 @@ def build_store(
     t0 = time.perf_counter()
     paths = store_paths(path)
     rows = _clean_rows(rows)
-    digest = config_hash(_store_config(rows, cfg, margin))
+    digest = config_hash(_store_config(rows, cfg, margin, oversample))
     marker = read_marker(paths["store"])
     finished = (not overwrite and marker is not None and marker.get("config_hash") == digest
                 and paths["rows"].exists())
     if finished and not damaged_shards(path):
         return _summary(paths, built=[], skipped=list(range(len(plan_shards(len(rows), cfg)))), t0=t0)
-    create_store(path, rows, margin=margin, cfg=cfg, source=describe_source(source), overwrite=overwrite)
+    create_store(path, rows, margin=margin, cfg=cfg, source=describe_source(source), overwrite=overwrite,
+                 oversample=oversample)
     n_shards, missing = finished_shards(path)
     if finished:  # a shard file was lost or truncated after the store was finished: it is whole again only
         marker_path(paths["store"]).unlink(missing_ok=True)  # once those shards are rebuilt
@@ -583,6 +594,11 @@ class Store:
     @property
     def margin(self) -> bool:
         return bool(self.attrs["margin"])
+
+    @property
+    def oversample(self) -> int:
+        """Stored pixels per model-input pixel (1 unless an oversampled train store)."""
+        return int(self.attrs.get("oversample", 1))
 
     @property
     def chunk_images(self) -> int:
