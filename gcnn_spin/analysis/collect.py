@@ -31,6 +31,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..layout import store_path
 from .recovery import N_DRAWS
 from .report import Figure, write_report
 from .runs import Completeness, Issue, check_completeness, group_issues
@@ -72,7 +73,7 @@ class Settings:
         """``store``, else the dataset's survey store when it exists."""
         if self.store is not None:
             return Path(self.store)
-        default = Path(self.data, "stores", "survey.zarr") if self.data else None
+        default = store_path(self.data, "survey") if self.data else None
         return default if default is not None and default.exists() else None
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...layout import store_rows_path
 from .. import figures
 from ..report import Section
 from ..runs import model_order
@@ -32,7 +33,7 @@ def validation_section(out: Output, truth: Path, data: Path | None, per_run: pd.
     truth_table = pd.read_parquet(truth)
     true_class = truth_classes(truth_table)
     rows = [cvs_row("truth: every galaxy", true_class)]
-    survey_rows = data and Path(data, "stores", "survey.parquet")
+    survey_rows = data and store_rows_path(data, "survey")
     if survey_rows and survey_rows.exists() and "dr8_id" in truth_table:
         ids = pd.read_parquet(survey_rows, columns=["dr8_id"])["dr8_id"]
         rows.append(cvs_row("truth: survey galaxies", true_class[truth_table["dr8_id"].isin(ids).to_numpy()]))
