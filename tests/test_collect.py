@@ -309,7 +309,7 @@ def test_cli_help_and_exit_status(tmp_path, study):
                           text=True, cwd=tmp_path)
     assert done.returncode == 0 and "--allow-partial" in done.stdout
     write_run(runs, "resnet18", 3, marker=False)
-    args = ["--runs", str(runs), "--predictions", str(preds), "--out", str(tmp_path / "out"), "--no-progress",
+    args = ["--runs", str(runs), "--predictions", str(preds), "--out", str(tmp_path / "out"), "-q",
             "--draws", "1", "--no-figures"]
     assert main(args) == EXIT_INCOMPLETE
     assert main([*args, "--allow-partial"]) == 0
