@@ -327,6 +327,21 @@ def test_members_without_a_value_are_counted_where_seeds_are_averaged(tmp_path, 
     assert slope_labels["resnet18"].startswith(f"{np.mean(resnet18_slopes):.2f} ± ")
 
 
+def test_a_corrupt_survey_cache_entry_is_named_with_what_to_delete(tmp_path, study):
+    from gcnn_spin.errors import InputError
+
+    run_collect(tmp_path, *study)
+    entry = tmp_path / "results" / "cache" / "survey" / "resnet18" / "seed1.json"
+    assert "cvs" in json.loads(entry.read_text())["row"]  # the entry collect reads back on a rerun
+    for garbage in (b'{"identity": "ab', b"[1, 2]"):  # cut short; valid JSON of the wrong shape
+        entry.write_bytes(garbage)
+        with pytest.raises(InputError, match=rf"^{entry}: cannot read this survey cache entry \(.*\); delete "
+                                             rf"{entry} and rerun"):
+            run_collect(tmp_path, *study)
+    entry.unlink()
+    assert run_collect(tmp_path, *study).exit_code == 0  # deleted: recomputed
+
+
 def test_survey_table_matches_per_seed_values(tmp_path, study):
     run_collect(tmp_path, *study)
     per_seed = pd.read_csv(tmp_path / "results" / "tables" / "survey_per_seed.csv")
