@@ -44,6 +44,7 @@ from gcnn_spin.data.store import build_store, compressors_for, open_store
 from gcnn_spin.data.synthetic.params import SurveyParams
 from gcnn_spin.data.synthetic.population import draw_population
 from gcnn_spin.data.synthetic.render import encode_jpeg, render_galaxy
+from gcnn_spin.layout import store_path
 
 #: (codec, level) candidates of the codec table.
 CODEC_CANDIDATES = (
@@ -253,9 +254,9 @@ def main(argv: list[str] | None = None) -> dict:
         ids = rows["dr8_id"].tolist()
         cutouts = {i: tree.load(i) for i in ids}
         source = Preloaded(cutouts)
-        train = workdir / "stores" / "train.zarr"
+        train = store_path(workdir, "train")
         build = build_store(train, rows, tree, margin=True, cfg=cfg, progress=False)
-        survey = build_store(workdir / "stores" / "survey.zarr", rows, source, margin=False, cfg=cfg, progress=False)
+        survey = build_store(store_path(workdir, "survey"), rows, source, margin=False, cfg=cfg, progress=False)
         store = open_store(train)
         images = store.images[:]
         jpeg_bytes = dir_bytes(workdir / "raw" / "jpg") / n

@@ -10,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+from gcnn_spin import cli
 from gcnn_spin.config import load_experiment
 from gcnn_spin.data import pipeline, sdss
 from gcnn_spin.data.cutouts import DEFAULT_CUTOUT_URL
@@ -33,9 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="fetch every cutout from the Legacy Surveys viewer (cached in OUT/cache) instead of --images; "
                         "never both: they differ in pixel scale")
     p.add_argument("--out", type=Path, required=True, help="output folder (DATA)")
-    p.add_argument("--config", default="experiment", help="shipped config name or .toml path (default: %(default)s)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="config override, repeatable (e.g. data.split_seed=7)")
+    cli.add_config(p)
     p.add_argument("--on-bad", choices=("raise", "skip"), default="raise",
                    help="bad input rows/images: stop naming them, or skip them with a report "
                         "(default: %(default)s)")
@@ -53,10 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cutout-url", default=DEFAULT_CUTOUT_URL, help="cutout service URL (default: %(default)s)")
     p.add_argument("--cutout-rate", type=float, default=5.0,
                    help="max cutout requests per second (default: %(default)s)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="list the stages and whether each would run, and the SkyServer requests and their "
-                        "least duration; touch nothing")
-    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only, no progress bars")
+    cli.add_dry_run(p, "list the stages and whether each would run, and the SkyServer requests and their least "
+                       "duration; touch nothing")
+    cli.add_quiet(p, "log warnings only, no progress bars")
+    cli.add_debug(p)
     return p.parse_args(argv)
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import sys
 import tomllib
 
+from gcnn_spin import cli
 from gcnn_spin.config import ConfigError, from_mapping
 from gcnn_spin.data.synthetic import SurveyExistsError, SurveyParams, generate_survey
 from gcnn_spin.data.synthetic.sheet import survey_sheet
@@ -38,7 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="processes rendering cutouts (the bytes do not depend on it)")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished survey made with other parameters")
     parser.add_argument("--sheet", metavar="PNG", help="also save a contact sheet of 24 cutouts with their truth")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    cli.add_quiet(parser)
+    cli.add_debug(parser)
     return parser.parse_args(argv)
 
 

@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gcnn_spin import cli
 from gcnn_spin.data import gz1, sdss
 from gcnn_spin.errors import UserError
 from gcnn_spin.io import atomic_path, write_text_atomic
@@ -24,6 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="folder for gz1_objects.csv and the SQL")
     p.add_argument("--on-bad", choices=("raise", "skip"), default="raise",
                    help="bad GZ1 rows: stop naming them, or skip them with a report (default: %(default)s)")
+    cli.add_debug(p)
     return p.parse_args(argv)
 
 

@@ -1,10 +1,12 @@
 """The flags every command spells the same way: ``--dry-run``, ``-q/--quiet``, ``--batch-size``,
-``--set SECTION.KEY=VALUE``, ``--config`` and ``--task-id`` (default ``$SLURM_ARRAY_TASK_ID``)."""
+``--set SECTION.KEY=VALUE``, ``--config``, ``--task-id`` (default ``$SLURM_ARRAY_TASK_ID``) and ``--debug``."""
 
 from __future__ import annotations
 
 import argparse
 import os
+
+from .errors import DEBUG_FLAG, DEBUG_VARIABLE
 
 TASK_ID_VARIABLE = "SLURM_ARRAY_TASK_ID"
 
@@ -19,8 +21,14 @@ def add_dry_run(parser: argparse.ArgumentParser, what: str = "list what would be
     parser.add_argument("--dry-run", action="store_true", help=what)
 
 
-def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+def add_quiet(parser: argparse.ArgumentParser, what: str = "no progress bars") -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help=what)
+
+
+def add_debug(parser: argparse.ArgumentParser) -> None:
+    """Document ``--debug`` in ``--help``; :func:`gcnn_spin.errors.run_command` takes it out of argv before parsing."""
+    parser.add_argument(DEBUG_FLAG, action="store_true",
+                        help=f"on an error, print the traceback too (or set {DEBUG_VARIABLE}=1)")
 
 
 def add_batch_size(parser: argparse.ArgumentParser, default: int, what: str = "images per forward batch") -> None:

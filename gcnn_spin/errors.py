@@ -19,6 +19,7 @@ from typing import NoReturn
 
 EXIT_USER_ERROR = 2
 DEBUG_FLAG = "--debug"
+DEBUG_VARIABLE = "GCNN_SPIN_DEBUG"
 
 
 class UserError(Exception):
@@ -59,7 +60,7 @@ def describe(err: BaseException) -> str:
 
 
 def debug_requested(argv: Sequence[str]) -> bool:
-    return DEBUG_FLAG in argv or os.environ.get("GCNN_SPIN_DEBUG", "") not in ("", "0")
+    return DEBUG_FLAG in argv or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
 
 
 def run_command(main: Callable[..., int | None], argv: Sequence[str] | None = None) -> None:

@@ -10,6 +10,7 @@ import torch
 
 from .crop import crop_for
 from .io import write_json_atomic, write_parquet_atomic
+from . import layout
 from .metrics import classification_metrics
 
 PROB_COLUMNS = ["p_cw", "p_acw", "p_other"]
@@ -57,12 +58,12 @@ def equivariance_errors(module: torch.nn.Module, store_path: Path, device: torch
 def evaluate_run(run_dir: Path, spec, module: torch.nn.Module, device: torch.device,
                  history: list[dict[str, Any]]) -> dict[str, Any]:
     """Evaluate the exported ``module`` on val and test; write ``test_predictions.parquet`` and ``metrics.json``."""
-    stores = Path(spec.data_dir) / "stores"
+    val_store, test_store = (layout.store_path(spec.data_dir, split) for split in ("val", "test"))
     batch_size = max(spec.experiment.train.batch_size, 128)
-    _, val = evaluate_store(module, stores / "val.zarr", device, batch_size, desc=f"{spec.model} val")
-    test_table, test = evaluate_store(module, stores / "test.zarr", device, batch_size, desc=f"{spec.model} test")
+    _, val = evaluate_store(module, val_store, device, batch_size, desc=f"{spec.model} val")
+    test_table, test = evaluate_store(module, test_store, device, batch_size, desc=f"{spec.model} test")
     write_parquet_atomic(test_table, run_dir / "test_predictions.parquet")
-    errors = equivariance_errors(module, stores / "test.zarr", device)
+    errors = equivariance_errors(module, test_store, device)
     best = min(history, key=lambda row: row["val_loss"]) if history else {}
     metrics = {"model": spec.model, "seed": spec.seed, "epochs": len(history), "val": val, "test": test,
                "best_val_epoch": best.get("epoch"), "equivariance_error": errors["mirror"],

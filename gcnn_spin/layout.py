@@ -1,6 +1,7 @@
 """The on-disk layout, in one place: where DATA, RUNS, PRED, RESULTS and LOGS keep each artifact, and discovery.
 
-    DATA/stores/{split}.zarr              Zarr store (+ {split}.parquet rows, {split}.bad.csv)
+    DATA/stores/{split}.zarr              Zarr store (+ {split}.parquet rows, {split}.bad.csv,
+                                          {split}.fetch_failed.csv)
     DATA/stores/{split}.zarr.shards/shard-{k:05d}.done   shard k built (resumable and array builds)
     RUNS/{model}/seed{k}/                 training run (+ marker RUNS/{model}/seed{k}.done)
     PRED/plan.json                        the inference part plan: store identity + row range of every part
@@ -36,6 +37,16 @@ def store_path(data: str | Path, split: str) -> Path:
 def store_rows_path(data: str | Path, split: str) -> Path:
     """``DATA/stores/{split}.parquet``: the store's rows in store order."""
     return store_path(data, split).with_suffix(".parquet")
+
+
+STORE_REPORTS = ("bad", "fetch_failed")
+
+
+def store_report_path(data: str | Path, split: str, report: str) -> Path:
+    """``DATA/stores/{split}.{report}.csv``: the rows the store builder could not use (``bad``) or fetch."""
+    if report not in STORE_REPORTS:
+        raise ValueError(f"unknown store report {report!r}; known: {', '.join(STORE_REPORTS)}")
+    return store_path(data, split).with_suffix(f".{report}.csv")
 
 
 def shard_output(store: str | Path, shard: int) -> Path:

@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_batch_size(parser, 256)
     cli.add_device(parser)
     cli.add_quiet(parser)
+    cli.add_debug(parser)
     return parser
 
 

@@ -247,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-resume", dest="resume", action="store_false", help="refuse to continue an existing run")
     cli.add_device(parser)
     cli.add_quiet(parser)
+    cli.add_debug(parser)
     return parser
 
 

@@ -284,13 +284,62 @@ def test_report_shows_every_table_and_figure(tmp_path, study):
     truth = pd.read_parquet(raw / "truth.parquet")["true_label"]
     assert validation.loc["truth: every galaxy", "cvs"] == pytest.approx(
         ((truth == ACW).sum() - (truth == CW).sum()) / np.sqrt(((truth == ACW) | (truth == CW)).sum()))
-    assert validation.loc["predicted: gc_resnet18 (seeds: 1)", "equivariance_error"] == pytest.approx(2e-8)
-    assert np.isnan(validation.loc["predicted: resnet18 (seeds: 3)", "equivariance_error"])
+    assert validation.loc["predicted: gc_resnet18 (seeds: 1 of 1)", "equivariance_error"] == pytest.approx(2e-8)
+    assert np.isnan(validation.loc["predicted: resnet18 (seeds: 3 of 3)", "equivariance_error"])
     assert not list(results.rglob("*.tmp"))  # atomic writes leave nothing behind
     run_collect(tmp_path, runs)  # again, tables only and no survey: older files must not linger unreported
     report = (results / "report.md").read_text()
     assert not list(results.glob("figures/*.png")) and not (results / "tables" / "table9_survey_counts.csv").exists()
     assert all(p.relative_to(results).as_posix() in report for p in results.glob("tables/*.md"))
+
+
+def test_members_without_a_value_are_counted_where_seeds_are_averaged(tmp_path, study, monkeypatch):
+    from gcnn_spin.analysis import figures, recovery
+
+    runs, preds = study
+    for seed, error in enumerate([2e-8, None, 4e-8]):  # seed 1 recorded no equivariance error
+        write_run(runs, "gc_resnet18", seed, extra_metrics={} if error is None else {"equivariance_error": error})
+        write_parts(preds, "gc_resnet18", seed)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    pd.DataFrame({"true_label": np.random.default_rng(0).choice([CW, ACW, OTHER], 500)}).to_parquet(
+        raw / "truth.parquet")
+    order = [(run.label, run.seed) for run in discover_runs(runs)]  # the order collect fits the runs in
+    fit_line, fits = recovery.fit_line, []
+
+    def fit_without_a_slope_for_one_resnet18(set_cvs, pred_cvs):
+        fits.append(fit_line(set_cvs, pred_cvs))
+        return {**fits[-1], "slope": math.nan} if order[len(fits) - 1] == ("resnet18", 1) else fits[-1]
+
+    slope_labels = {}
+    monkeypatch.setattr(recovery, "fit_line", fit_without_a_slope_for_one_resnet18)
+    monkeypatch.setattr(figures, "recovery_plot", lambda points, slopes, path: slope_labels.update(slopes) or path)
+    for name in ("training_curves", "confusion_grid", "eta_histograms", "rotation_probabilities", "survey_plot",
+                 "sky_split_plot", "validation_plot"):  # drawing them costs seconds; this test reads labels only
+        monkeypatch.setattr(figures, name, lambda *args, path, **kwargs: path)
+    assert run_collect(tmp_path, runs, preds, figures=True, truth=raw / "truth.parquet").exit_code == 0
+    validation = pd.read_csv(tmp_path / "results" / "tables" / "validation.csv").set_index("source")
+    row = validation.loc["predicted: gc_resnet18 (seeds: 3 of 3); equivariance error (n=2 of 3)"]
+    assert row["equivariance_error"] == pytest.approx(3e-8)
+    assert "predicted: g_resnet18 (seeds: 2 of 2)" in validation.index  # complete: no mark
+    assert slope_labels["resnet18"].endswith(" (n=2 of 3)") and "(n=" not in slope_labels["g_resnet18"]
+    resnet18_slopes = [fit["slope"] for fit, run in zip(fits, order) if run in (("resnet18", 0), ("resnet18", 2))]
+    assert slope_labels["resnet18"].startswith(f"{np.mean(resnet18_slopes):.2f} ± ")
+
+
+def test_a_corrupt_survey_cache_entry_is_named_with_what_to_delete(tmp_path, study):
+    from gcnn_spin.errors import InputError
+
+    run_collect(tmp_path, *study)
+    entry = tmp_path / "results" / "cache" / "survey" / "resnet18" / "seed1.json"
+    assert "cvs" in json.loads(entry.read_text())["row"]  # the entry collect reads back on a rerun
+    for garbage in (b'{"identity": "ab', b"[1, 2]"):  # cut short; valid JSON of the wrong shape
+        entry.write_bytes(garbage)
+        with pytest.raises(InputError, match=rf"^{entry}: cannot read this survey cache entry \(.*\); delete "
+                                             rf"{entry} and rerun"):
+            run_collect(tmp_path, *study)
+    entry.unlink()
+    assert run_collect(tmp_path, *study).exit_code == 0  # deleted: recomputed
 
 
 def test_survey_table_matches_per_seed_values(tmp_path, study):
@@ -309,7 +358,7 @@ def test_cli_help_and_exit_status(tmp_path, study):
                           text=True, cwd=tmp_path)
     assert done.returncode == 0 and "--allow-partial" in done.stdout
     write_run(runs, "resnet18", 3, marker=False)
-    args = ["--runs", str(runs), "--predictions", str(preds), "--out", str(tmp_path / "out"), "--no-progress",
+    args = ["--runs", str(runs), "--predictions", str(preds), "--out", str(tmp_path / "out"), "-q",
             "--draws", "1", "--no-figures"]
     assert main(args) == EXIT_INCOMPLETE
     assert main([*args, "--allow-partial"]) == 0

@@ -97,6 +97,15 @@ def test_debug_shows_the_traceback(tmp_path):
         assert out.stderr.splitlines()[-1].startswith("error: --set train.epoch=3")
 
 
+@pytest.mark.parametrize("command", [["analysis/collect.py"], ["data_prep/build_store.py"],
+                                     ["-m", "gcnn_spin.cluster.arrays", "status"]])
+def test_help_documents_debug(tmp_path, command):
+    out = run_command_line([*command, "--help"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"--debug\s+on an error, print the traceback too \(or set\s+GCNN_SPIN_DEBUG=1\)", out.stdout), \
+        out.stdout
+
+
 def test_reading_names_the_file_and_the_fix(tmp_path):
     import pandas as pd
 

@@ -366,3 +366,13 @@ def test_sdss_failures_hold_back_the_stores_until_a_rerun(tmp_path, fake_store):
     assert second["complete"] and second["reused"]["gz1"] and not second["reused"]["catalogue"]
     assert (out / "catalogue.parquet.done").exists() and len(fake_store) == 4
     assert (pd.read_parquet(out / "catalogue.parquet")["split"] != "excluded").sum() > 0
+
+
+def test_store_reports_lie_where_the_store_builder_writes_them(tmp_path):
+    from gcnn_spin.data.store import store_paths
+    from gcnn_spin.layout import store_path, store_report_path
+
+    assert store_report_path(tmp_path, "train", "bad") == store_paths(store_path(tmp_path, "train"))["bad"]
+    assert store_report_path(tmp_path, "survey", "fetch_failed") == tmp_path / "stores" / "survey.fetch_failed.csv"
+    with pytest.raises(ValueError, match="unknown store report 'good'"):
+        store_report_path(tmp_path, "train", "good")

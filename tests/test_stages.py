@@ -124,7 +124,7 @@ def test_every_stage_speaks_the_same_dialect(capsys):
         parser = stage.build_parser(module.STAGE, "x")
         flags = {opt for action in parser._actions for opt in action.option_strings}
         assert {"--dry-run", "-q", "--quiet", "--task-id", "--cluster", "--cluster-set", "--logs",
-                "--print-array"} <= flags, name
+                "--print-array", "--debug"} <= flags, name
         assert "--plan" not in flags and "--no-progress" not in flags
         if name != "store":  # the store's --images is its image folder; elsewhere no --images (a count is --n-images)
             assert "--images" not in flags, name
@@ -189,5 +189,5 @@ def test_single_run_commands_speak_the_same_dialect():
         assert all(action.help for action in parser._actions), module.__name__
     for module in (train, predict):
         flags = {opt for action in module.build_parser()._actions for opt in action.option_strings}
-        assert {"-q", "--quiet", "--device"} <= flags
+        assert {"-q", "--quiet", "--device", "--debug"} <= flags
     assert predict.build_parser().parse_args(["--run", "r", "--store", "s", "--out", "o", "-q"]).quiet

@@ -9,6 +9,7 @@ import pytest
 from gcnn_spin.analysis.survey import (count_row, dipole_fit, galactic_latitude, hemisphere_split, merge_parts,
                                        survey_seed, unit_vectors)
 from gcnn_spin.conventions import ACW, CW, OTHER, cvs, predicted_spirals
+from gcnn_spin.errors import InputError
 
 NGP = (192.85948, 27.12825)  # north galactic pole (ICRS, deg)
 
@@ -47,6 +48,18 @@ def test_merge_rejects_logits(tmp_path):
     write_part(tmp_path / "part-00000.parquet", np.array([[2.0, -1.0, 0.5]]), [10.0], [5.0])
     with pytest.raises(ValueError, match="probabilities"):
         merge_parts([tmp_path / "part-00000.parquet"], progress=False)
+
+
+def test_a_corrupt_or_foreign_part_is_named_with_what_to_delete(tmp_path, rng):
+    good, bad = tmp_path / "part-00000.parquet", tmp_path / "part-00001.parquet"
+    write_part(good, rng.dirichlet([1, 1, 1], size=4), *sky(rng, 4))
+    bad.write_bytes(bytes(range(256)) * 4)  # a part cut short or overwritten: not parquet
+    with pytest.raises(InputError, match=rf"^{bad}: cannot read this prediction part \(.*\); delete it and its "
+                                         rf"marker {bad}.done, then rerun inference"):
+        merge_parts([good, bad], progress=False)
+    pd.DataFrame({"dr8_id": ["1_0"], "p_cw": [0.5]}).to_parquet(bad)
+    with pytest.raises(InputError, match=rf"^{bad}: .*lacks the columns \['p_acw', 'p_other'\]"):
+        merge_parts([good, bad], progress=False)
 
 
 def test_galactic_hemispheres():

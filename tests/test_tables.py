@@ -22,6 +22,8 @@ def test_mean_std_counts_only_the_values_it_averaged():
     assert mean_std([1.0, math.nan, 3.0]) == (2.0, pytest.approx(math.sqrt(2)), 2)
     assert mean_std_cell([1.0, math.nan, 3.0], 1) == "2.0 ± 1.4 (n=2 of 3)"
     assert mean_std_cell([1.0, 3.0], 1) == "2.0 ± 1.4"
+    assert mean_std_cell([1.0, 3.0], 1, n_expected=3) == "2.0 ± 1.4 (n=2 of 3)"  # a member gave no value at all
+    assert mean_std_cell([math.nan], 1, n_expected=2) == "— (n=0 of 2)"
 
 
 def test_a_seed_dropped_as_nan_is_shown_in_the_cell_the_csv_and_the_notes():

@@ -31,6 +31,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import cli
+from ..layout import store_path
 from .recovery import N_DRAWS
 from .report import Figure, write_report
 from .runs import Completeness, Issue, check_completeness, group_issues
@@ -72,7 +74,7 @@ class Settings:
         """``store``, else the dataset's survey store when it exists."""
         if self.store is not None:
             return Path(self.store)
-        default = Path(self.data, "stores", "survey.zarr") if self.data else None
+        default = store_path(self.data, "survey") if self.data else None
         return default if default is not None and default.exists() else None
 
 
@@ -154,10 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--draws", type=int, default=N_DRAWS,
                         help=f"CVS recovery draws per level (default: {N_DRAWS})")
     parser.add_argument("--no-figures", dest="figures", action="store_false", help="tables and report only")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="list the runs, prediction sets and what is incomplete; write nothing")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only (no progress bars)")
+    cli.add_dry_run(parser, "list the runs, prediction sets and what is incomplete; write nothing")
+    cli.add_quiet(parser, "warnings and errors only (no progress bars)")
+    cli.add_debug(parser)
     return parser
 
 
@@ -170,7 +171,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     store=Path(args.store) if args.store else None, data=Path(args.data) if args.data else None,
                     truth=Path(args.truth) if args.truth else None, allow_partial=args.allow_partial,
                     n_parts=args.n_parts, logs=tuple(Path(p) for p in args.logs) if args.logs is not None else None,
-                    draws=args.draws, progress=args.progress and not args.quiet, figures=args.figures)
+                    draws=args.draws, progress=not args.quiet, figures=args.figures)
 
 
 def dry_run(settings: Settings) -> int:

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from ..conventions import ACW, CW, OTHER, cvs, predicted_spirals
+from ..errors import reading
+from ..io import marker_path
 
 PROB_COLUMNS = ["p_cw", "p_acw", "p_other"]
 
@@ -38,11 +40,14 @@ def merge_parts(parts: Sequence[str | Path], progress: bool = True, desc: str = 
 
         iterator = tqdm(parts, desc=desc, unit="part", dynamic_ncols=True, file=sys.stderr)
     for path in iterator:
-        names = set(pq.read_schema(path).names)
-        missing = [c for c in PROB_COLUMNS if c not in names]
-        if missing:
-            raise ValueError(f"{path} lacks the columns {missing}")
-        table = pd.read_parquet(path, columns=[c for c in ("ra", "dec", *PROB_COLUMNS) if c in names])
+        fix = (f"delete it and its marker {marker_path(path)}, then rerun inference (the part is predicted "
+               "again; finished parts are kept)")
+        with reading(path, "prediction part", fix):
+            names = set(pq.read_schema(path).names)
+            missing = [c for c in PROB_COLUMNS if c not in names]
+            if missing:
+                raise ValueError(f"it lacks the columns {missing}")
+            table = pd.read_parquet(path, columns=[c for c in ("ra", "dec", *PROB_COLUMNS) if c in names])
         calls = predicted_spirals(table[PROB_COLUMNS].to_numpy())
         for k in n:
             n[k] += int((calls == k).sum())

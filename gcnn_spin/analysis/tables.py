@@ -71,10 +71,12 @@ def fmt_n(n: int, n_expected: int) -> str:
     return f" (n={n} of {n_expected})" if n < n_expected else ""
 
 
-def mean_std_cell(values: Sequence[float] | np.ndarray, digits: int = 4, scale: float = 1.0) -> str:
-    """``"0.62 ± 0.01"`` over the finite ``values``, marked ``" (n=4 of 5)"`` when some were NaN."""
+def mean_std_cell(values: Sequence[float] | np.ndarray, digits: int = 4, scale: float = 1.0,
+                  n_expected: int | None = None) -> str:
+    """``"0.62 ± 0.01"`` over the finite ``values``, marked ``" (n=4 of 5)"`` when fewer than ``n_expected``
+    (default: ``len(values)``) were averaged: some were NaN, or some members gave no value at all."""
     mean, std, n = mean_std(values)
-    return fmt_pm(mean, std, digits, scale) + fmt_n(n, len(values))
+    return fmt_pm(mean, std, digits, scale) + fmt_n(n, len(values) if n_expected is None else n_expected)
 
 
 def fmt_pm(mean: float, std: float, digits: int = 4, scale: float = 1.0) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..conventions import ACW, CW, OTHER, cvs, hard_class
+from ..layout import store_rows_path
 
 
 def truth_classes(truth: pd.DataFrame) -> np.ndarray:
@@ -31,8 +32,8 @@ def truth_classes(truth: pd.DataFrame) -> np.ndarray:
 def labelled_classes(data: str | Path) -> np.ndarray | None:
     """Hard labels of the labelled training set (train + val stores' rows, else the catalogue)."""
     data = Path(data)
-    frames = [pd.read_parquet(data / "stores" / f"{split}.parquet") for split in ("train", "val")
-              if (data / "stores" / f"{split}.parquet").exists()]
+    rows = [store_rows_path(data, split) for split in ("train", "val")]
+    frames = [pd.read_parquet(path) for path in rows if path.exists()]
     if not frames and (data / "catalogue.parquet").exists():
         cat = pd.read_parquet(data / "catalogue.parquet")
         frames = [cat[cat["split"].isin(["train", "val"])]]

@@ -39,6 +39,7 @@ from typing import Any
 import submitit
 from submitit.core.utils import JobPaths
 
+from gcnn_spin import cli
 from gcnn_spin.cluster import slurm
 from gcnn_spin.config import ClusterProfile
 from gcnn_spin.io import marker_path, read_marker, write_json_atomic
@@ -393,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_status = sub.add_parser("status", help="per task: done / pending / running / failed (with log) / not_started")
     p_status.add_argument("log_dir", type=Path, help="the stage's log folder (holds submission.json)")
     p_status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    for documented in (parser, p_status):
+        cli.add_debug(documented)
     args = parser.parse_args(argv)
     try:
         report = status(args.log_dir)

@@ -78,6 +78,7 @@ def build_parser(stage: Stage, prog: str) -> argparse.ArgumentParser:
     group.add_argument("--timeout-min", type=float, default=24 * 60,
                        help="with --wait: give up after this many minutes (default: 1440)")
     group.add_argument("--json", action="store_true", help="with status: print JSON instead of a table")
+    cli.add_debug(group)
     return parser
 
 

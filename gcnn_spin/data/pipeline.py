@@ -41,6 +41,7 @@ from gcnn_spin.data.images import JpegTree
 from gcnn_spin.data.study import beside_study
 from gcnn_spin.io import (atomic_path, config_hash, is_done, write_json_atomic, write_marker, write_parquet_atomic,
                           write_text_atomic)
+from gcnn_spin.layout import store_path, store_report_path
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +305,7 @@ def image_source(out: Path, inputs: Inputs, rows: pd.DataFrame, split: str, *, w
     service = cutouts.LegacyCutoutService(rows[["dr8_id", "ra", "dec"]], cache_dir, base_url=inputs.cutout_url,
                                           max_requests_per_s=inputs.cutout_rate)
     result = cutouts.prefetch(service, rows["dr8_id"], workers=max(2, workers), progress=progress)
-    report = out / "stores" / f"{split}.fetch_failed.csv"
+    report = store_report_path(out, split, "fetch_failed")
     failed = result["failed"]
     if len(failed):
         with atomic_path(report) as tmp:
@@ -321,7 +322,7 @@ def _mark_bad_images(out: Path, catalogue: pd.DataFrame, splits: Sequence[str]) 
     catalogue = catalogue.copy()
     changed = False
     for split in splits:
-        bad_csv = out / "stores" / f"{split}.bad.csv"
+        bad_csv = store_report_path(out, split, "bad")
         if split == "survey" or not bad_csv.exists():
             continue
         bad_ids = pd.read_csv(bad_csv, dtype={"dr8_id": str})["dr8_id"]
@@ -343,7 +344,7 @@ def build_stores(out: Path, catalogue: pd.DataFrame, survey: Callable[[], pd.Dat
     for split in splits:
         rows = survey() if split == "survey" else split_rows(catalogue, split)
         source = image_source(out, inputs, rows, split, workers=workers, on_bad=on_bad, progress=progress)
-        path = out / "stores" / f"{split}.zarr"
+        path = store_path(out, split)
         try:
             summaries[split] = build_store(path, rows, source, margin=split != "survey", cfg=cfg, workers=workers,
                                            on_bad=on_bad, oversample=store_oversample(split, cfg))
@@ -367,7 +368,7 @@ def plan(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig, *, on_bad:
     rows = [{"stage": s, "output": name, "status": "done" if is_done(out / name, configs[s]) else "to run"}
             for s, name in outputs.items()]
     for split in STORE_SPLITS:
-        path = out / "stores" / f"{split}.zarr"
+        path = store_path(out, split)
         rows.append({"stage": "store", "output": f"stores/{split}.zarr",
                      "status": "done" if is_done(path) else "to run (resumes finished shards)"})
     return pd.DataFrame(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -10,7 +11,7 @@ from .. import figures, recovery
 from ..report import Section
 from ..runs import Run, model_order
 from ..studies import run_recovery_task
-from ..tables import Column, fmt_pm, mean_std, summary_table
+from ..tables import Column, mean_std_cell, summary_table
 from .common import Output, Written, doc_body
 
 FOUND_COLUMNS = ["model", "seed", "n_sz", "n_found", "found_fraction", "right_spin_fraction", "n_acw_pred",
@@ -59,7 +60,8 @@ def recovery_section(out: Output, runs: Sequence[Run], incomplete: Mapping[str, 
             "over seeds.", fits, [Column("slope", "slope", 3), Column("intercept", "intercept", 3)],
             incomplete, out.allow_partial))
     if points:
-        slopes = {m: fmt_pm(*mean_std(fits.loc[fits["model"] == m, "slope"])[:2], 2) for m in points}
+        n_runs = Counter(run.label for run in runs)  # a run without a fit counts as a missing member
+        slopes = {m: mean_std_cell(fits.loc[fits["model"] == m, "slope"], 2, n_expected=n_runs[m]) for m in points}
         written.figure(out, figures.recovery_plot, "cvs_recovery.png",
                        "Predicted vs set CVS of the resampled S/Z test set per model (mean ± std over seeds) "
                        "with the ideal line of slope 1." + out.partial_note(incomplete, model_order(incomplete)),

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from ...errors import reading
 from ...io import config_hash, marker_path, write_json_atomic
 from .. import figures, survey
 from ..report import Section
@@ -41,7 +42,10 @@ def survey_seed(out: Output, label: str, pset: PredictionSet, n_parts: int, prog
     identity = config_hash([(p.name, marker_path(p).read_text()) for p in parts])
     cache = out.root / "cache" / "survey" / label / f"seed{pset.seed}.json"
     if cache.exists():
-        cached = json.loads(cache.read_text())
+        with reading(cache, "survey cache entry", f"delete {cache} and rerun (it is recomputed from the parts)"):
+            cached = json.loads(cache.read_text())
+            if not isinstance(cached, dict) or not isinstance(cached.get("row"), dict):
+                raise ValueError("not an object with an identity and a row")
         if cached.get("identity") == identity:
             return cached["row"]
     merged = survey.merge_parts(parts, progress=progress, desc=f"{label} seed{pset.seed}")

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...layout import store_rows_path
 from .. import figures
 from ..report import Section
 from ..runs import model_order
-from ..tables import frame_table, mean_std
+from ..tables import fmt_n, frame_table, mean_std
 from ..validation import cvs_row, labelled_classes, truth_classes
 from .common import Output, Written
 
@@ -32,7 +33,7 @@ def validation_section(out: Output, truth: Path, data: Path | None, per_run: pd.
     truth_table = pd.read_parquet(truth)
     true_class = truth_classes(truth_table)
     rows = [cvs_row("truth: every galaxy", true_class)]
-    survey_rows = data and Path(data, "stores", "survey.parquet")
+    survey_rows = data and store_rows_path(data, "survey")
     if survey_rows and survey_rows.exists() and "dr8_id" in truth_table:
         ids = pd.read_parquet(survey_rows, columns=["dr8_id"])["dr8_id"]
         rows.append(cvs_row("truth: survey galaxies", true_class[truth_table["dr8_id"].isin(ids).to_numpy()]))
@@ -45,13 +46,16 @@ def validation_section(out: Output, truth: Path, data: Path | None, per_run: pd.
     predicted = []
     for label in model_order(survey_per_seed["model"]) if len(survey_per_seed) else []:
         members = survey_per_seed[survey_per_seed["model"] == label]
-        eq_mean = mean_std(eq.get_group(label))[0] if eq is not None and label in eq.groups else math.nan
+        eq_values = eq.get_group(label) if eq is not None and label in eq.groups else []
+        eq_mean, _, eq_n = mean_std(eq_values)
+        eq_note = f"; equivariance error{fmt_n(eq_n, len(eq_values))}" if 0 < eq_n < len(eq_values) else ""
         if label in survey_incomplete and not out.allow_partial:  # never average a partial set
-            rows.append({"source": f"predicted: {label} (partial, see Completeness)", "n_acw": math.nan,
+            rows.append({"source": f"predicted: {label} (partial, see Completeness){eq_note}", "n_acw": math.nan,
                          "n_cw": math.nan, "cvs": math.nan, "cvs_std": math.nan, "equivariance_error": eq_mean})
             continue
         mean, std, n = mean_std(members["cvs"])
-        rows.append({"source": f"predicted: {label} (seeds: {n})", "n_acw": members["n_acw"].mean(),
+        rows.append({"source": f"predicted: {label} (seeds: {n} of {len(members)}){eq_note}",
+                     "n_acw": members["n_acw"].mean(),
                      "n_cw": members["n_cw"].mean(), "cvs": mean, "cvs_std": std, "equivariance_error": eq_mean})
         predicted.append({"model": label, "cvs_mean": mean, "cvs_std": std})
     frame = pd.DataFrame(rows, columns=COLUMNS)
