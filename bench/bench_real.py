@@ -160,7 +160,7 @@ def _train_baseline(args, cfg, seed: int, data: Path, cache: dict) -> dict:
 
     if "images" not in cache:
         cache["images"] = {split: JpegImages(args.sample, pd.read_parquet(store_rows_path(data, split)),
-                                             cfg.image_size) for split in ("train", "val", "test")}
+                                             experiment(args, 1).data.image_size) for split in ("train", "val", "test")}
     images = cache["images"]
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
