@@ -54,6 +54,9 @@ bench-models: setup  ## per-model params, build time, throughput, memory
 bench-infer: setup  ## survey inference throughput of one array task
 	$(PY) bench/bench_infer.py
 
+gpu-check: setup  ## on one GPU (< 8 min): CUDA tests, train/inference img/s, loader -> gpu_check_out/gpu_check.md
+	PYTHON=$(PY) bash bench/gpu_check.sh --out gpu_check_out
+
 submit-train: setup  ## submit the training grid (models x seeds) as a job array; see CONFIG, CLUSTER, MODELS, SEEDS
 	$(PY) -m gcnn_spin.cluster.submit_train --data $(DATA) --runs $(RUNS) --logs $(LOGS)/train --config $(CONFIG) \
 	    --cluster $(CLUSTER) $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) \
