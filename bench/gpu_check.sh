@@ -73,7 +73,8 @@ $PY bench/gpu_check.py loader --device "$DEVICE" --image-size "$S" --n-images "$
 
 device_name=$($PY -c "import torch; print(torch.cuda.get_device_name() if '$DEVICE'.startswith('cuda') else 'CPU')")
 {
-  echo "GPU check on $device_name, $(date -u +%F), torch $($PY -c 'import torch; print(torch.__version__)'), $((SECONDS - started)) s"
+  torch_version=$($PY -c 'import torch; print(torch.__version__)')
+  echo "GPU check on $device_name, $(date -u +%F), torch $torch_version, $((SECONDS - started)) s"
   echo
   $PY bench/gpu_check.py table "$OUT"
 } | tee "$OUT/gpu_check.md"

@@ -71,7 +71,8 @@ def side_by_side(jobs: dict[str, tuple]) -> list[dict]:
     failed = {name: status for name, (status, _, _) in results.items() if status}
     if failed:
         raise RuntimeError(f"exit status {failed}; see the lines above")
-    return [{"step": f"  {name} (one thread)", "wall_s": wall, "cpu_s": cpu} for name, (_, wall, cpu) in results.items()]
+    return [{"step": f"  {name} (one thread)", "wall_s": wall, "cpu_s": cpu}
+            for name, (_, wall, cpu) in results.items()]
 
 
 def timing_table(rows: list[dict]) -> str:
