@@ -31,7 +31,7 @@ export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
 .PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer bench-real lock submit-store submit-train \
-	submit-infer submit-studies status infer-array container clean
+	submit-infer submit-studies status infer-array container gpu-check clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -71,6 +71,9 @@ submit-store: setup  ## build store SPLIT (train/val/test/survey) from RAW's ima
 
 bench-real: setup  ## models vs a torchvision baseline on a real GZ1 sample, several seeds (SAMPLE=...)
 	$(PY) bench/bench_real.py --sample $(or $(SAMPLE),../shared/real_sample) --out bench_out/real
+
+gpu-check: setup  ## on one GPU (< 8 min): CUDA tests, train/inference img/s, loader -> gpu_check_out/gpu_check.md
+	PYTHON=$(PY) bash bench/gpu_check.sh --out gpu_check_out
 
 submit-train: setup  ## submit the training grid (models x seeds) as a job array; see CONFIG, CLUSTER, MODELS, SEEDS
 	$(PY) -m gcnn_spin.cluster.submit_train submit --data $(DATA) --runs $(RUNS) --logs $(LOGS)/train \

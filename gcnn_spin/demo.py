@@ -1,6 +1,7 @@
 """The embedded default, end to end on a laptop: synthetic survey -> data pipeline -> Zarr stores -> training grid
 (through the same submitit path as the cluster, local executor) -> survey inference (the code jobs/desi_infer.sh
-runs) -> rotation study -> ``analysis/collect.py`` -> ``DEMO/results/report.md``.
+runs) and the rotation study side by side -> ``analysis/collect.py`` -> ``DEMO/results/report.md``. At the end it
+prints the wall and CPU seconds of every step (also in ``DEMO/timings.csv``).
 
     python -m gcnn_spin.demo [--out demo_out] [--n-gz1 3000] [--n-survey 2000] [--workers 2] [--set train.epochs=8]
 
@@ -12,21 +13,84 @@ report can show which models inherit the bias (a survey CVS > 0) and which canno
 from __future__ import annotations
 
 import argparse
+import csv
+import functools
+import multiprocessing
+import os
+import resource
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from . import cli, layout
 from .config import load_cluster, load_experiment
 
 
-def _step(title: str) -> float:
+def cpu_seconds(children: bool = True) -> float:
+    """User + system CPU seconds of this process (and of its finished, reaped children)."""
+    who = [resource.RUSAGE_SELF] + ([resource.RUSAGE_CHILDREN] if children else [])
+    return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, who))
+
+
+def _step(name: str, title: str) -> tuple[str, float, float]:
     print(f"\n=== {title}", flush=True)
-    return time.perf_counter()
+    return name, time.perf_counter(), cpu_seconds()
 
 
-def _done(t0: float) -> None:
-    print(f"    ({time.perf_counter() - t0:.0f} s)", flush=True)
+def _done(t0: tuple[str, float, float]) -> dict:
+    """The step's row of the timing table: wall and CPU seconds (CPU includes the step's child processes)."""
+    name, wall0, cpu0 = t0
+    row = {"step": name, "wall_s": time.perf_counter() - wall0, "cpu_s": cpu_seconds() - cpu0}
+    print(f"    ({row['wall_s']:.0f} s wall, {row['cpu_s']:.0f} s CPU)", flush=True)
+    return row
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _timed(fn, *args) -> tuple[int, float, float]:
+    """``fn(*args)`` in a worker: (exit status, wall seconds, CPU seconds of the worker)."""
+    wall0, cpu0 = time.perf_counter(), cpu_seconds()
+    status = fn(*args)
+    return status, time.perf_counter() - wall0, cpu_seconds() - cpu0
+
+
+def side_by_side(jobs: dict[str, tuple]) -> list[dict]:
+    """Run each ``name: (fn, *args)`` in its own one-thread process at the same time; one timing row each.
+
+    Two one-thread processes keep two cores busy; one process with two torch threads left a third of them idle
+    on these small models. Raises when a job exits non-zero.
+    """
+    context = multiprocessing.get_context("spawn")  # no fork of a process that has started OpenMP threads
+    with ProcessPoolExecutor(len(jobs), mp_context=context, initializer=_one_thread) as pool:
+        futures = {name: pool.submit(_timed, *job) for name, job in jobs.items()}
+        results = {name: future.result() for name, future in futures.items()}
+    failed = {name: status for name, (status, _, _) in results.items() if status}
+    if failed:
+        raise RuntimeError(f"exit status {failed}; see the lines above")
+    return [{"step": f"  {name} (one thread)", "wall_s": wall, "cpu_s": cpu}
+            for name, (_, wall, cpu) in results.items()]
+
+
+def timing_table(rows: list[dict]) -> str:
+    """The per-step breakdown as Markdown, with the machine's load average."""
+    lines = [f"{os.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min)",
+             "| step | wall s | CPU s |", "|---|---|---|"]
+    lines += [f"| {r['step']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_timings(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["step", "wall_s", "cpu_s"])
+        writer.writeheader()
+        writer.writerows({**r, "step": r["step"].strip(), "wall_s": round(r["wall_s"], 1),
+                          "cpu_s": round(r["cpu_s"], 1)} for r in rows)
 
 
 def wait_with_progress(tasks, submission, timeout_s: float) -> None:
@@ -63,23 +127,26 @@ def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, ov
 
     out = out.resolve()
     cfg = load_experiment(config, overrides)
-    started = time.perf_counter()
+    started = _step("whole demo", f"gcnn_spin demo in {out}")
+    timings = []
 
-    t0 = _step(f"1/6 synthetic survey: {n_gz1} GZ1 galaxies + {n_survey} survey-only, S-wise vote bias {swise_bias}")
+    t0 = _step("synthetic survey", f"1/5 synthetic survey: {n_gz1} GZ1 galaxies + {n_survey} survey-only, "
+                                   f"S-wise vote bias {swise_bias}")
     # A ~9 x 9 deg patch across the galactic plane, so the report's north/south split has galaxies on both sides.
     raw = generate_survey(out / "raw", n_gz1=n_gz1, n_survey_only=n_survey, seed=0, swise_bias=swise_bias,
                           ra_center=103.0, dec_center=0.0, density_per_deg2=60.0, workers=workers)
-    _done(t0)
+    timings.append(_done(t0))
 
-    t0 = _step("2/6 data pipeline: GZ1 -> DESI match -> SDSS cuts -> splits -> Zarr stores")
+    t0 = _step("data pipeline", "2/5 data pipeline: GZ1 -> DESI match -> SDSS cuts -> splits -> Zarr stores")
     inputs = Inputs(gz1=raw["gz1"], desi_index=raw["desi_index"], images=raw["jpg_root"],
                     sdss_photometry=raw["sdss_photometry"])
     data = out / "data"
     build_dataset(data, inputs, cfg.data, workers=workers)
     print((data / "counts.md").read_text())
-    _done(t0)
+    timings.append(_done(t0))
 
-    t0 = _step(f"3/6 training grid {list(cfg.grid.models)} x seeds {list(cfg.grid.seeds)} (submitit, local executor)")
+    t0 = _step("training grid", f"3/5 training grid {list(cfg.grid.models)} x seeds {list(cfg.grid.seeds)} "
+                                f"(submitit, local executor)")
     runs = out / "runs"
     tasks = grid_tasks(data, runs, config, overrides)
     profile = load_cluster("local", [f"array_parallelism={workers}"])
@@ -89,31 +156,35 @@ def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, ov
           f"{out / 'logs' / 'train'}")
     if submission.jobs:
         wait_with_progress(tasks, submission, timeout_s=6 * 3600)
-    _done(t0)
+    timings.append(_done(t0))
 
-    t0 = _step("4/6 survey inference (the code jobs/desi_infer.sh runs, one task per part)")
     predictions = out / "predictions"
-    store = layout.store_path(data, "survey")
-    infer.main(["run", "--store", str(store), "--runs", str(runs), "--out", str(predictions), "--cluster", "local",
-                "--quiet"])
-    _done(t0)
-
-    t0 = _step(f"5/6 rotation study: MC dropout, 9 angles x 10 passes, {rotation_images} test images per run")
+    t0 = _step("survey inference + rotation study",
+               f"4/5 side by side: survey inference (the code jobs/desi_infer.sh runs, one task per part) and the "
+               f"rotation study (MC dropout, 9 angles x 10 passes, {rotation_images} test images per run)")
     from .analysis import studies
 
-    studies.main(["run", "--runs", str(runs), "--data", str(data), "--out", str(out / "results"), "--cluster",
-                  "local", "--n-images", str(rotation_images), "--quiet"], study="rotation")
-    _done(t0)
+    steps = side_by_side({
+        "survey inference": (infer.main, ["run", "--store", str(layout.store_path(data, "survey")), "--runs",
+                                          str(runs), "--out", str(predictions), "--cluster", "local", "--quiet"]),
+        "rotation study": (functools.partial(studies.main, study="rotation"),
+                           ["run", "--runs", str(runs), "--data", str(data), "--out", str(out / "results"),
+                            "--cluster", "local", "--n-images", str(rotation_images), "--quiet"]),
+    })
+    timings += [_done(t0), *steps]
 
-    t0 = _step("6/6 analysis/collect.py")
+    t0 = _step("collect", "5/5 analysis/collect.py")
     outcome = collect(Settings(runs=runs, out=out / "results", predictions=predictions, data=data,
                                truth=raw["truth"], logs=(out / "logs",)))
     print(f"    {outcome.report}: {len(outcome.tables)} tables, {len(outcome.figures)} figures")
-    _done(t0)
+    timings.append(_done(t0))
     if outcome.exit_code:
         raise SystemExit(f"collect exited with status {outcome.exit_code}; see {outcome.report}")
     report = out / "results" / "report.md"
-    print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Report: {report}")
+    timings.append(_done(started))
+    write_timings(timings, out / "timings.csv")
+    print(f"\nTime per step (also in {out / 'timings.csv'}):\n{timing_table(timings)}")
+    print(f"\nDemo finished in {timings[-1]['wall_s']:.0f} s. Report: {report}")
     return report
 
 
@@ -127,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fraction of Z-wise votes cast S-wise, as in GZ1 (default: 0.15)")
     parser.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
     cli.add_config(parser, default="demo")
-    parser.add_argument("--rotation-images", type=int, default=100, help="test images in the rotation study")
+    parser.add_argument("--rotation-images", type=int, default=40,
+                        help="test images per run in the rotation study (default: 40)")
+    cli.add_debug(parser)
     return parser
 
 

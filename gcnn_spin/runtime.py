@@ -75,11 +75,29 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def autocast(device: torch.device, bf16: bool = True):
-    """bf16 autocast on CUDA when asked for; a no-op context elsewhere (CPU runs stay float32)."""
-    if device.type == "cuda" and bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def _gpu_recipe(device: torch.device, on_cpu: bool) -> bool:
+    """Whether the GPU recipe (bf16 autocast, channels-last) applies: on CUDA, and on the CPU when asked."""
+    return device.type == "cuda" or (on_cpu and device.type == "cpu")
+
+
+def autocast(device: torch.device, bf16: bool = True, on_cpu: bool = False):
+    """bf16 autocast on CUDA when asked for; a no-op context elsewhere (CPU runs stay float32).
+
+    ``on_cpu=True`` applies the same bf16 autocast on the CPU, so tests run the GPU recipe there.
+    """
+    if bf16 and _gpu_recipe(device, on_cpu):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def channels_last(x, device: torch.device, enabled: bool = True, on_cpu: bool = False):
+    """A model or a 4-d batch in channels-last memory format on CUDA when ``enabled`` (on the CPU too with
+    ``on_cpu``); anything else is returned unchanged."""
+    if not (enabled and _gpu_recipe(device, on_cpu)):
+        return x
+    if isinstance(x, torch.nn.Module):
+        return x.to(memory_format=torch.channels_last)
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 def set_cpu_threads(requested: int = 0) -> None:

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from gcnn_spin.demo import build_parser, run_demo
+from gcnn_spin.demo import build_parser, run_demo, side_by_side
 
 from conftest import TINY_OVERRIDES
 
@@ -22,12 +22,25 @@ def test_demo_runs_end_to_end_and_a_rerun_reuses_everything(tmp_path):
     assert validation["source"].str.contains("gc_resnet18").any()
     gc_error = validation.loc[validation["source"].str.contains("gc_resnet18"), "equivariance_error"].iloc[0]
     assert gc_error < 1e-5
+    timings = pd.read_csv(tmp_path / "demo" / "timings.csv").set_index("step")
+    steps = ["synthetic survey", "data pipeline", "training grid", "survey inference + rotation study",
+             "survey inference (one thread)", "rotation study (one thread)", "collect", "whole demo"]
+    assert list(timings.index) == steps
+    assert (timings[["wall_s", "cpu_s"]] >= 0).all().all()
+    top_level = [s for s in steps if "one thread" not in s and s != "whole demo"]
+    assert timings.loc["whole demo", "wall_s"] >= timings.loc[top_level, "wall_s"].sum() - 0.5
     runs = tmp_path / "demo" / "runs"
     mtimes = {p: p.stat().st_mtime_ns for p in runs.rglob("checkpoint.pt")}
     assert len(mtimes) == 2
     run_demo(tmp_path / "demo", n_gz1=300, n_survey=100, workers=2, config="demo", overrides=overrides,
              swise_bias=0.15, rotation_images=4)
     assert {p: p.stat().st_mtime_ns for p in runs.rglob("checkpoint.pt")} == mtimes  # nothing retrained
+
+
+def test_side_by_side_names_the_job_that_failed():
+    with pytest.raises(RuntimeError, match="fails") as error:
+        side_by_side({"ok": (int, "0"), "fails": (int, "3")})
+    assert "'ok'" not in str(error.value)
 
 
 def test_demo_help():
