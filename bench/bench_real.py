@@ -44,9 +44,9 @@ from gcnn_spin.data.pipeline import build_dataset
 from gcnn_spin.data.real_sample import prepare_raw, real_sample_inputs
 from gcnn_spin.data.sharpness import high_frequency_ratio
 from gcnn_spin.io import write_json_atomic, write_text_atomic
-from gcnn_spin.layout import store_rows_path
+from gcnn_spin.layout import run_dir, store_rows_path
 from gcnn_spin.runtime import set_cpu_threads
-from gcnn_spin.train import RunSpec, run_dir_for, train
+from gcnn_spin.train import RunSpec, train
 
 MODELS = ("resnet18", "g_resnet18", "g_resnet18_c", "gc_resnet18")
 BASELINE = "torchvision_resnet18"
@@ -89,7 +89,7 @@ def experiment(args, oversample: int):
 def pipeline_run(args, model: str, seed: int, oversample: int, data: Path, runs: Path) -> dict:
     """Train and evaluate one (model, seed) through ``gcnn_spin.train``; reused when its marker exists."""
     spec = RunSpec(model=model, seed=seed, data_dir=str(data.resolve()), experiment=experiment(args, oversample))
-    out = train(spec, run_dir_for(runs, run_name(model, oversample), seed), progress=False)
+    out = train(spec, run_dir(runs, run_name(model, oversample), seed), progress=False)
     metrics = json.loads((out / "metrics.json").read_text())
     history = pd.read_csv(out / "history.csv")
     return {"confusion": np.array(metrics["test"]["confusion_counts"]),
@@ -145,7 +145,7 @@ def baseline_run(args, seed: int, data: Path, cache: dict) -> dict:
     Its result is kept in ``OUT/runs/torchvision_resnet18/seed{k}.json`` and reused for the same settings.
     """
     cfg = experiment(args, 1).train
-    saved = run_dir_for(args.out / "runs", BASELINE, seed).with_suffix(".json")
+    saved = run_dir(args.out / "runs", BASELINE, seed).with_suffix(".json")
     settings = {"train": to_dict(cfg), "sample": str(args.sample.resolve())}
     if saved.exists() and json.loads(saved.read_text())["settings"] == settings:
         result = json.loads(saved.read_text())

@@ -31,7 +31,7 @@ from .evaluate import evaluate_run
 from .io import (atomic_path, config_hash, is_done, marker_path, remove_stale_temporaries, write_json_atomic,
                  write_marker)
 from .metrics import n_correct, soft_cross_entropy
-from .runtime import autocast, pick_device, set_cpu_threads
+from .runtime import autocast, channels_last, pick_device, set_cpu_threads
 
 log = logging.getLogger("gcnn_spin.train")
 
@@ -58,11 +58,6 @@ class RunSpec:
 
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model, "seed": self.seed, "experiment": to_dict(self.experiment)}
-
-
-def run_dir_for(runs_root: str | Path, model: str, seed: int) -> Path:
-    """``RUNS/{model}/seed{k}`` (see :mod:`gcnn_spin.layout`)."""
-    return layout.run_dir(runs_root, model, seed)
 
 
 def model_options_for(model: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -127,8 +122,7 @@ def _run_epoch(model, loader, optimiser, device, cfg, train: bool) -> tuple[floa
             break
         images = batch.images.to(device, non_blocking=True)
         targets = batch.targets.to(device, non_blocking=True)
-        if device.type == "cuda" and cfg.train.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = channels_last(images, device, cfg.train.channels_last)
         with torch.set_grad_enabled(train), autocast(device, cfg.train.bf16):
             logits = model(images)
             loss = soft_cross_entropy(logits, targets)
@@ -171,8 +165,7 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
     image_size = crop_for(spec.model, train_store)
     model = models.build(spec.model, image_size=image_size, dropout=cfg.train.dropout,
                          **model_options_for(spec.model, cfg.train.model_options)).to(dev)
-    if dev.type == "cuda" and cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = channels_last(model, dev, cfg.train.channels_last)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=cfg.train.step_size, gamma=cfg.train.gamma)
 

@@ -44,19 +44,25 @@ def _images(n: int, seed: int) -> torch.Tensor:
 @pytest.mark.parametrize("name", ["resnet18", "g_resnet18_c", "gc_resnet18"])
 def test_training_step_runs_under_bf16_autocast_and_channels_last(name, monkeypatch):
     monkeypatch.setattr(T, "autocast", functools.partial(runtime.autocast, on_cpu=True))
+    monkeypatch.setattr(T, "channels_last", functools.partial(runtime.channels_last, on_cpu=True))
     cfg = load_experiment("demo")
     model = _model(name)
     assert _images(1, 0).is_contiguous(memory_format=torch.channels_last)
     before = {k: p.detach().clone() for k, p in model.named_parameters()}
-    output_dtypes = []
+    output_dtypes, input_channels_last = [], []
     model.register_forward_hook(lambda module, args, out: output_dtypes.append(out.dtype))
+    model.register_forward_pre_hook(
+        lambda module, args: input_channels_last.append(args[0].is_contiguous(memory_format=torch.channels_last)))
     targets = torch.softmax(torch.randn(4, 3, generator=torch.Generator().manual_seed(2)), dim=1)
-    loader = [Batch(_images(4, seed), targets) for seed in (0, 1)]
+    # plain (N, C, H, W) batches, as the loader yields them: the training step itself converts them
+    loader = [Batch(torch.rand(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)), targets)
+              for seed in (0, 1)]
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     loss, accuracy = T._run_epoch(model, loader, optimiser, CPU, cfg, train=True)
 
     assert output_dtypes == [torch.bfloat16, torch.bfloat16]  # the forward passes ran under bf16 autocast
+    assert input_channels_last == [True, True]  # train.py's channels-last conversion ran
     assert math.isfinite(loss) and 0.0 <= accuracy <= 1.0
     trained = [k for k, p in model.named_parameters() if p.requires_grad]
     unchanged = [k for k in trained if torch.equal(before[k], dict(model.named_parameters())[k].detach())]
