@@ -143,7 +143,7 @@ def test_an_oversampled_train_store_gives_the_same_field_at_the_same_scale(built
 
 def test_oversample_must_be_at_least_one():
     with pytest.raises(ValueError, match="train_oversample must be >= 1"):
-        from gcnn_spin.data.pipeline import store_oversample
+        from gcnn_spin.data.store import store_oversample
 
         store_oversample("train", load_experiment("demo", ["data.train_oversample=0"]).data)
 

@@ -29,8 +29,7 @@ from gcnn_spin import cli, layout
 from gcnn_spin.cluster import arrays, stage
 from gcnn_spin.config import load_experiment
 from gcnn_spin.data.images import CUTOUT_SIZE, JpegTree
-from gcnn_spin.data.pipeline import store_oversample
-from gcnn_spin.data.store import ON_BAD, build_store, plan_shards, shard_problem, store_paths
+from gcnn_spin.data.store import ON_BAD, build_store, plan_shards, shard_problem, store_oversample, store_paths
 from gcnn_spin.errors import UserError, reading
 
 

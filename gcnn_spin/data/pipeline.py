@@ -282,13 +282,6 @@ def stage_survey(out: Path, catalogue: pd.DataFrame, index: Callable[[], pd.Data
     return rows, False
 
 
-def store_oversample(split: str, cfg: DataConfig) -> int:
-    """Stored pixels per model pixel of ``split``'s store: ``train_oversample`` for train, else 1."""
-    if cfg.train_oversample < 1:
-        raise ValueError(f"data.train_oversample must be >= 1, got {cfg.train_oversample}")
-    return cfg.train_oversample if split == "train" else 1
-
-
 def split_rows(catalogue: pd.DataFrame, split: str) -> pd.DataFrame:
     """Store rows of ``split`` (train/val/test): catalogue columns, ``ra``/``dec`` = DESI position, dr8_id order."""
     rows = catalogue[catalogue["split"] == split]
@@ -338,7 +331,7 @@ def build_stores(out: Path, catalogue: pd.DataFrame, survey: Callable[[], pd.Dat
                  cfg: DataConfig, splits: Sequence[str], *, workers: int, on_bad: str,
                  progress: bool = True) -> dict[str, dict]:
     """Build ``stores/{split}.zarr`` for each of ``splits`` (train/val/test with margin, survey without)."""
-    from gcnn_spin.data.store import StoreError, build_store  # late: the zarr stack only when needed
+    from gcnn_spin.data.store import StoreError, build_store, store_oversample  # late: the zarr stack only when needed
 
     summaries = {}
     for split in splits:

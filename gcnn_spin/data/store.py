@@ -124,6 +124,13 @@ def _shard_problem(path: Path, expected: int | None, all_bad: bool = False) -> s
     return None
 
 
+def store_oversample(split: str, cfg: DataConfig) -> int:
+    """Stored pixels per model pixel of ``split``'s store: ``train_oversample`` for train, else 1."""
+    if cfg.train_oversample < 1:
+        raise ValueError(f"data.train_oversample must be >= 1, got {cfg.train_oversample}")
+    return cfg.train_oversample if split == "train" else 1
+
+
 def rebuild_command(paths: Mapping[str, Path], attrs: Mapping[str, Any], k: int) -> str:
     """The ``data_prep/build_store.py`` call that rebuilds shard ``k``: the array element holding it when the
     store's shards are grouped into at most 1,000 elements (``max_array_size`` of the shipped profiles)."""
