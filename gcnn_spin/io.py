@@ -103,6 +103,15 @@ def write_parquet_atomic(table, target: str | os.PathLike) -> None:
         table.to_parquet(tmp, index=False)
 
 
+def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (hex): what an output's marker records so that any changed byte is seen."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def config_hash(config: Any) -> str:
     """Short stable hash of a JSON-serialisable config (dicts, dataclasses via ``asdict`` first)."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()

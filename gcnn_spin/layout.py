@@ -82,8 +82,9 @@ def study_path(results: str | Path, study: str, model: str, seed: int) -> Path:
 
 
 def store_identity(store) -> dict:
-    """What an output made from an opened store depends on: its content hash and size, not where it lies."""
-    return {"config_hash": store.attrs.get("config_hash"), "n_images": len(store)}
+    """What an output made from an opened store depends on: its content (shard digests and rows, labels
+    included: :attr:`gcnn_spin.data.store.Store.identity`) and size, not where it lies."""
+    return {"content": store.identity, "n_images": len(store)}
 
 
 def stage_logs(logs: str | Path, stage: str) -> Path:

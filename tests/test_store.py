@@ -281,15 +281,20 @@ def shard_path(path: Path, k: int) -> Path:
     return path / "images" / "c" / str(k) / "0" / "0" / "0"
 
 
+def flip_byte(file: Path, offset: int) -> None:
+    """Invert every bit of the byte at ``offset`` of ``file`` (its size is unchanged)."""
+    data = bytearray(file.read_bytes())
+    data[offset] ^= 0xFF
+    file.write_bytes(bytes(data))
+
+
 def corrupt_shards(path: Path, shards: list[int] | None = None) -> list[Path]:
-    """Zero the first bytes of the shard files of store ``path`` (``shards``, default all): their size is
-    unchanged, so opening cannot tell; the first chunk's zstd frame header is gone, so reading fails."""
+    """Flip one byte in the middle of the data of the shard files of store ``path`` (``shards``, default all):
+    their size is unchanged, so opening cannot tell; the chunk checksum makes the read fail."""
     files = ([shard_path(path, k) for k in shards] if shards is not None
              else sorted(p for p in (path / "images" / "c").rglob("*") if p.is_file()))
     for file in files:
-        data = bytearray(file.read_bytes())
-        data[:64] = bytes(64)
-        file.write_bytes(bytes(data))
+        flip_byte(file, file.stat().st_size // 2)
     return files
 
 
@@ -348,8 +353,72 @@ def test_a_shard_with_corrupt_bytes_fails_the_read_naming_the_shard(tmp_path):
     corrupt_shards(path, [1])
     store = open_store(path)  # same size: opening cannot tell, the read does
     with pytest.raises(ShardError, match=r"shard 1 \(rows 8-15\) is unusable: reading it failed "
-                                         r"\((Runtime|Value)Error"):
-        store.read_block(4, 12)
+                                         r"\(ValueError: Stored and computed checksum do not match"):
+        store.read_block(4, 16)
+
+
+@pytest.mark.parametrize("where", ["first byte", "a quarter in", "middle", "three quarters in",
+                                   "last data byte", "shard index"])
+def test_a_byte_flipped_anywhere_in_a_shard_fails_the_read_and_the_printed_command_repairs_it(tmp_path, where):
+    """Same size, one byte changed: in a chunk's compressed data, its checksum or the shard's index. The read
+    fails naming the store, shard, rows and rebuild command; the rebuild redoes exactly that shard."""
+    from gcnn_spin.data.store import ShardError
+
+    rows = make_rows(24)
+    path = tmp_path / "stores" / "train.zarr"
+    build_store(path, rows, ArraySource(rows), margin=True, cfg=CFG, progress=False)
+    images = open_store(path).images[:]
+    file = shard_path(path, 1)
+    size = file.stat().st_size
+    index_bytes = 2 * 8 * 2 + 4  # (chunks per shard) x (offset, length) uint64 + CRC-32C, at the end of the file
+    offset = {"first byte": 0, "a quarter in": size // 4, "middle": size // 2, "three quarters in": 3 * size // 4,
+              "last data byte": size - index_bytes - 1, "shard index": size - index_bytes // 2}[where]
+    flip_byte(file, offset)
+    store = open_store(path)  # same size: opening cannot tell, the read does
+    np.testing.assert_array_equal(store.read_block(0, 8), images[:8])  # other shards read on
+    with pytest.raises(ShardError) as err:
+        store.read_block(0, 24)
+    message = str(err.value)
+    assert f"store {path}: shard 1 (rows 8-15) is unusable: reading it failed" in message
+    assert "rebuild it with: python data_prep/build_store.py " in message and message.endswith("--task-id 1")
+    source = ArraySource(rows)
+    summary = build_store(path, rows, source, margin=True, cfg=CFG, progress=False)
+    assert summary["built"] == [1] and source.loaded == list(rows["dr8_id"][8:16])
+    np.testing.assert_array_equal(open_store(path).read_block(0, 24), images)
+
+
+def test_a_store_built_before_shards_carried_checksums_is_refused_with_the_rebuild_command(tmp_path):
+    rows = make_rows(16)
+    path = tmp_path / "stores" / "train.zarr"
+    create_store(path, rows, margin=True, cfg=CFG, checksum=False)  # the format before this one
+    build_store(path, rows, ArraySource(rows), margin=True, cfg=CFG, progress=False)
+    with pytest.raises(StoreError, match=r"built before its shards carried checksums \(format 1 < 2\).*rebuild it "
+                                         r"with: python data_prep/build_store\.py .*--out .*train\.zarr .*--overwrite$"):
+        open_store(path)
+    build_store(path, rows, ArraySource(rows), margin=True, cfg=CFG, progress=False, overwrite=True)
+    assert open_store(path).attrs["format"] == 2
+
+
+def test_the_store_identity_covers_labels_and_images_and_an_edited_label_is_refinalised(tmp_path):
+    rows = make_rows(16)
+    path = tmp_path / "stores" / "train.zarr"
+    build_store(path, rows, ArraySource(rows), margin=True, cfg=CFG, progress=False)
+    before = open_store(path).identity
+    paths = store_paths(path)
+    edited = pd.read_parquet(paths["rows"])
+    edited.loc[3, "p_cw"] = 0.99  # a label edited after the build
+    edited.to_parquet(paths["rows"])
+    assert open_store(path).identity != before
+    # the build is asked again with the original rows: the edited file is named, rewritten, the identity is back
+    source = ArraySource(rows)
+    summary = build_store(path, rows, source, margin=True, cfg=CFG, progress=False)
+    assert summary["built"] == [] and source.loaded == [] and open_store(path).identity == before
+    # rows whose labels changed upstream (same galaxies): no image is rebuilt, the rows and identity follow
+    relabelled = rows.assign(label=(rows["label"] + 1) % 3)
+    summary = build_store(path, relabelled, ArraySource(rows), margin=True, cfg=CFG, progress=False)
+    store = open_store(path)
+    assert summary["built"] == [] and store.identity != before
+    assert list(store.rows["label"]) == list(relabelled["label"])
 
 
 def test_a_shard_of_only_bad_images_has_no_file_and_is_not_taken_for_lost(tmp_path):

@@ -18,10 +18,17 @@ renamed into place); :func:`build_shard` fills one shard (one file) in one write
 shards can be built by several processes or SLURM array tasks at once; :func:`build_store` does both, skips
 finished shards, and finalises. A rebuild of a finished store is a no-op.
 
-Integrity: a shard file that is missing (a scratch purge) reads back as zeros and a truncated one fails a
-checksum, so opening a store checks every shard file against the size its marker recorded, and a read that
-fails names the store, the shard, its rows and the command that rebuilds it (a rebuild redoes exactly the shards
-whose file no longer matches its marker).
+Integrity: every chunk inside a shard carries a CRC-32C checksum (zarr's ``crc32c`` codec after the compressor)
+that zarr verifies on every read, and the shard index carries its own, so a byte flipped anywhere in a shard file
+fails the read; a shard file that is missing (a scratch purge) would read back as zeros, so opening a store checks
+every shard file against the size its marker recorded. A failure names the store, the shard, its rows and the
+command that rebuilds it (a rebuild redoes exactly the shards whose file no longer matches its marker: size, and
+the SHA-256 recorded at build time). A store written before chunks carried checksums (group attribute
+``format`` < :data:`STORE_FORMAT`) is refused with the command that rebuilds it.
+
+Identity (:attr:`Store.identity`): what the store holds, not where it lies: the SHA-256 of every shard file as
+built and the SHA-256 of ``{split}.parquet`` as it is now, so an edited label changes the identity of the store
+and of everything made from it.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +57,15 @@ from gcnn_spin.config import DataConfig
 from gcnn_spin.data.images import BadImageError, ImageSource, margin_size, to_store_image
 from gcnn_spin.errors import UserError, reading
 from gcnn_spin.layout import shard_output
-from gcnn_spin.io import (atomic_path, config_hash, fsync_dir, fsync_file, marker_path, read_marker,
+from gcnn_spin.io import (atomic_path, config_hash, file_digest, fsync_dir, fsync_file, marker_path, read_marker,
                           write_json_atomic, write_marker)
 
 ON_BAD = ("raise", "skip")
 #: Codec names accepted in ``DataConfig.codec`` (level from ``DataConfig.codec_level``).
 CODECS = ("none", "zstd", "blosc-lz4", "blosc-lz4hc", "blosc-zstd", "blosc-zstd-bitshuffle", "blosc-lz4-bitshuffle")
 BAD_COLUMNS = ["row", "dr8_id", "path", "reason"]
+#: Version of the on-disk format (group attribute ``format``); 2: every chunk carries a CRC-32C checksum.
+STORE_FORMAT = 2
 
 
 class StoreError(UserError, RuntimeError):
@@ -97,21 +106,25 @@ def shard_file(images: zarr.Array, store_path: Path, k: int) -> Path:
     return store_path / "images" / images.metadata.encode_chunk_key((k,) + (0,) * (images.ndim - 1))
 
 
-def _durable_shard(images: zarr.Array, store_path: Path, k: int) -> int:
-    """fsync shard ``k``'s file and the folders naming it; its size in bytes (0: zarr wrote no file)."""
+def _durable_shard(images: zarr.Array, store_path: Path, k: int) -> tuple[int, str]:
+    """fsync shard ``k``'s file and the folders naming it; ``(size in bytes, SHA-256)`` (0, "": no file)."""
     path = shard_file(images, store_path, k)
     if not path.exists():
-        return 0
+        return 0, ""
     fsync_file(path)
     folder = path.parent
     while folder != store_path.parent:
         fsync_dir(folder)
         folder = folder.parent
-    return path.stat().st_size
+    return path.stat().st_size, file_digest(path)
 
 
-def _shard_problem(path: Path, expected: int | None, all_bad: bool = False) -> str | None:
-    """Why a shard file does not match its marker (``expected``: recorded size; ``None``: not recorded)."""
+def _shard_problem(path: Path, expected: int | None, all_bad: bool = False, sha256: str | None = None,
+                   deep: bool = False) -> str | None:
+    """Why a shard file does not match its marker (``expected``: recorded size; ``None``: not recorded).
+
+    The size is always compared; ``deep`` also compares the file's SHA-256 with the recorded one (reads the file).
+    """
     size = path.stat().st_size if path.exists() else None
     if expected is None:  # a marker from before sizes were recorded: existence is all we can check
         return f"its file {path} is missing" if size is None and not all_bad else None
@@ -121,6 +134,8 @@ def _shard_problem(path: Path, expected: int | None, all_bad: bool = False) -> s
         return f"its file {path} is missing"
     if size != expected:
         return f"its file {path} has {size} bytes, its marker says {expected} (truncated or overwritten)"
+    if deep and sha256 and (found := file_digest(path)) != sha256:
+        return f"its file {path} has SHA-256 {found[:12]}, its marker says {sha256[:12]} (bytes changed)"
     return None
 
 
@@ -131,20 +146,22 @@ def store_oversample(split: str, cfg: DataConfig) -> int:
     return cfg.train_oversample if split == "train" else 1
 
 
-def rebuild_command(paths: Mapping[str, Path], attrs: Mapping[str, Any], k: int) -> str:
+def rebuild_command(paths: Mapping[str, Path], attrs: Mapping[str, Any], k: int | None) -> str:
     """The ``data_prep/build_store.py`` call that rebuilds shard ``k``: the array element holding it when the
-    store's shards are grouped into at most 1,000 elements (``max_array_size`` of the shipped profiles)."""
+    store's shards are grouped into at most 1,000 elements (``max_array_size`` of the shipped profiles);
+    ``k=None``: the call that rebuilds the whole store from scratch."""
     n_shards = -(-int(attrs["n_images"]) // int(attrs["shard_images"]))
-    task = k // -(-n_shards // 1000)
+    task = None if k is None else k // -(-n_shards // 1000)
     source = str(attrs.get("source", ""))
     images = source[len("JpegTree("):-1] if source.startswith("JpegTree(") else "IMAGE_ROOT"
     settings = " ".join(f"--set data.{key}={attrs[key]}" for key in
-                        ("image_size", "chunk_images", "shard_images", "codec", "codec_level"))
+                        ("image_size", "chunk_images", "shard_images", "codec", "codec_level") if key in attrs)
     if int(attrs.get("oversample", 1)) != 1:
         settings += f" --set data.train_oversample={attrs['oversample']}"
     margin = "--margin" if attrs.get("margin") else "--no-margin"
+    where = f"--task-id {task}" if k is not None else "--overwrite"
     return (f"python data_prep/build_store.py --rows {paths['plan']} --images {images} --out {paths['store']} "
-            f"{margin} {settings} --task-id {task}")
+            f"{margin} {settings} {where}")
 
 
 def _check_layout(cfg: DataConfig) -> None:
@@ -154,17 +171,27 @@ def _check_layout(cfg: DataConfig) -> None:
         )
 
 
-def compressors_for(codec: str, level: int) -> tuple | None:
-    """Zarr v3 compressor(s) for a :data:`CODECS` name (``None`` = stored raw)."""
+def compressors_for(codec: str, level: int, checksum: bool = True) -> tuple | None:
+    """Zarr v3 compressor(s) for a :data:`CODECS` name, followed by a CRC-32C of the compressed bytes of every
+    chunk (``checksum``; zarr verifies it on every read). ``None`` = stored raw and unchecked."""
+    checked = (zarr.codecs.Crc32cCodec(),) if checksum else ()
     if codec == "none":
-        return None
+        return checked or None
     if codec == "zstd":
-        return (zarr.codecs.ZstdCodec(level=level),)
+        return (zarr.codecs.ZstdCodec(level=level),) + checked
     if codec.startswith("blosc-"):
         cname, _, shuffle = codec.removeprefix("blosc-").partition("-")
         if codec in CODECS:
-            return (zarr.codecs.BloscCodec(cname=cname, clevel=level, shuffle=shuffle or "noshuffle", typesize=1),)
+            return (zarr.codecs.BloscCodec(cname=cname, clevel=level, shuffle=shuffle or "noshuffle", typesize=1),
+                    ) + checked
     raise ValueError(f"unknown codec {codec!r}; valid: {list(CODECS)}")
+
+
+def rows_digest(rows: pd.DataFrame) -> str:
+    """Content hash of a rows table (columns, dtypes and every value, labels included), independent of its file."""
+    digest = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in rows.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(rows, index=True).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _store_config(rows: pd.DataFrame, cfg: DataConfig, margin: bool, oversample: int = 1) -> dict[str, Any]:
@@ -238,17 +265,20 @@ def _prepared_dir(target: Path) -> Iterator[Path]:
 
 def create_store(
     path: str | os.PathLike, rows: pd.DataFrame, *, margin: bool, cfg: DataConfig, source: str = "",
-    overwrite: bool = False, oversample: int = 1,
+    overwrite: bool = False, oversample: int = 1, checksum: bool = True,
 ) -> str:
     """Write the store's metadata and build plan once; return its config hash.
 
     Safe when several processes call it at once. An existing store made for the same rows and config is kept
     (resumed); one made differently raises :class:`StoreError` unless ``overwrite`` (which deletes it first).
+    The plan is rewritten when only the rows' other columns changed (an edited label): the images stay valid.
+    ``checksum=False`` writes the format before chunk checksums, which :func:`open_store` refuses (benchmarks
+    compare against it).
     """
     paths = store_paths(path)
     rows = _clean_rows(rows)
     _check_layout(cfg)
-    compressors = compressors_for(cfg.codec, cfg.codec_level)
+    compressors = compressors_for(cfg.codec, cfg.codec_level, checksum)
     if oversample < 1 or (oversample > 1 and not margin):
         raise ValueError(f"oversample must be >= 1 and needs a margin store, got {oversample} (margin={margin})")
     store_cfg = _store_config(rows, cfg, margin, oversample)
@@ -263,6 +293,9 @@ def create_store(
             rows.to_parquet(tmp / "plan.parquet")
             write_json_atomic(tmp / "build.json", {"config_hash": digest, "config": store_cfg})
     _check_hash(paths, digest, paths["build"], lambda p: json.loads(p.read_text())["config_hash"])
+    if rows_digest(pd.read_parquet(paths["plan"])) != rows_digest(rows):  # same galaxies, other labels
+        with atomic_path(paths["plan"], suffix=".parquet") as tmp_plan:
+            rows.to_parquet(tmp_plan)
 
     if not (paths["store"] / "zarr.json").exists():
         with _prepared_dir(paths["store"]) as tmp:
@@ -276,6 +309,7 @@ def create_store(
                 "image_size": cfg.image_size, "margin_size": side, "margin": bool(margin), "n_images": len(rows),
                 "oversample": int(oversample), "shard_images": cfg.shard_images, "chunk_images": cfg.chunk_images,
                 "codec": cfg.codec, "codec_level": cfg.codec_level, "config_hash": digest, "source": source,
+                "format": STORE_FORMAT if checksum else 1,
             })
     _check_hash(paths, digest, paths["store"], lambda p: zarr.open_group(p, mode="r").attrs["config_hash"])
     return digest
@@ -336,7 +370,8 @@ def build_shard(
     digest = group.attrs["config_hash"]
     marker = read_marker(output)
     images = group["images"]
-    if marker is not None and marker.get("config_hash") == digest and not _marker_problem(images, paths, marker):
+    if (marker is not None and marker.get("config_hash") == digest
+            and not _marker_problem(images, paths, marker, deep=True)):
         return {**marker, "skipped": True}
     n, shard = images.shape[0], int(group.attrs["shard_images"])
     if not 0 <= k * shard < n:
@@ -364,9 +399,10 @@ def build_shard(
         if progress is not None:
             progress.update(1)
     _remove_partials(paths["store"], k)
+    shard_file(images, paths["store"], k).unlink(missing_ok=True)  # a damaged one: zarr would read its index
     images[start:stop] = buf  # the whole shard in one write: one file, written atomically by zarr
-    nbytes = _durable_shard(images, paths["store"], k)
-    summary = {"shard": k, "start": start, "stop": stop, "bad": bad, "bytes": nbytes,
+    nbytes, sha256 = _durable_shard(images, paths["store"], k)
+    summary = {"shard": k, "start": start, "stop": stop, "bad": bad, "bytes": nbytes, "sha256": sha256,
                "seconds": round(time.perf_counter() - t0, 3)}
     write_marker(output, config_hash=digest, **summary)
     return {**summary, "skipped": False}
@@ -380,11 +416,13 @@ def _build_shard_task(path: str, k: int, source: ImageSource, on_bad: str) -> di
         return {"bad_image": (err.dr8_id, err.path, err.reason)}
 
 
-def _marker_problem(images: zarr.Array, paths: Mapping[str, Path], marker: Mapping[str, Any]) -> str | None:
+def _marker_problem(images: zarr.Array, paths: Mapping[str, Path], marker: Mapping[str, Any],
+                    deep: bool = False) -> str | None:
     """Why shard ``marker["shard"]``'s file does not match what its marker recorded (``None``: it does)."""
     k = int(marker["shard"])
     all_bad = len(marker.get("bad", ())) == int(marker["stop"]) - int(marker["start"])
-    return _shard_problem(shard_file(images, paths["store"], k), marker.get("bytes"), all_bad)
+    return _shard_problem(shard_file(images, paths["store"], k), marker.get("bytes"), all_bad,
+                          marker.get("sha256"), deep)
 
 
 def _recorded_sizes(paths: Mapping[str, Path], marker: Mapping[str, Any],
@@ -398,30 +436,48 @@ def _recorded_sizes(paths: Mapping[str, Path], marker: Mapping[str, Any],
     return [m.get("bytes") for m in markers], all_bad
 
 
-def shard_problem(path: str | os.PathLike, k: int) -> str | None:
-    """Why shard ``k`` of store ``path`` is not built intact (no marker, or a file that no longer matches it)."""
+def shard_problem(path: str | os.PathLike, k: int, deep: bool = False) -> str | None:
+    """Why shard ``k`` of store ``path`` is not built intact (no marker, or a file that no longer matches it:
+    its size; with ``deep`` its SHA-256 too)."""
     paths = store_paths(path)
     marker = read_marker(shard_output(paths["store"], k))
     if marker is None:
         return "not built"
     images = zarr.open_array(paths["store"] / "images", mode="r")
-    return _marker_problem(images, paths, marker)
+    return _marker_problem(images, paths, marker, deep)
 
 
-def damaged_shards(path: str | os.PathLike) -> dict[int, str]:
-    """Shards of a finished store whose file no longer matches the store's marker: ``{k: why}``."""
+def damaged_shards(path: str | os.PathLike, deep: Collection[int] = ()) -> dict[int, str]:
+    """Shards of a finished store whose file no longer matches the store's marker: ``{k: why}``; the size of
+    every shard file is compared, the SHA-256 of the shards in ``deep`` too (that reads them)."""
     paths = store_paths(path)
     group = zarr.open_group(paths["store"], mode="r")
     n_shards = -(-int(group.attrs["n_images"]) // int(group.attrs["shard_images"]))
-    sizes, all_bad = _recorded_sizes(paths, read_marker(paths["store"]) or {}, n_shards)
+    marker = read_marker(paths["store"]) or {}
+    sizes, all_bad = _recorded_sizes(paths, marker, n_shards)
+    digests = marker.get("shard_sha256") or [None] * n_shards
     images = group["images"]
     return {k: why for k in range(n_shards)
-            if (why := _shard_problem(shard_file(images, paths["store"], k), sizes[k], k in all_bad))}
+            if (why := _shard_problem(shard_file(images, paths["store"], k), sizes[k], k in all_bad, digests[k],
+                                      k in deep))}
 
 
-def finished_shards(path: str | os.PathLike) -> tuple[int, list[int]]:
+def rows_problem(paths: Mapping[str, Path], marker: Mapping[str, Any], rows: pd.DataFrame | None = None
+                 ) -> str | None:
+    """Why the finished store's ``{split}.parquet`` is not what its build made from ``rows`` (the build's input,
+    when given): edited since the build (its SHA-256 changed), or built from other rows (an edited label)."""
+    if rows is not None and marker.get("rows_input") != rows_digest(rows):
+        return "built from other rows than the ones given now (labels or columns changed since)"
+    recorded = marker.get("rows_sha256")
+    if recorded and paths["rows"].exists() and (found := file_digest(paths["rows"])) != recorded:
+        return f"{paths['rows'].name} was changed after the build (SHA-256 {recorded[:12]}, now {found[:12]})"
+    return None
+
+
+def finished_shards(path: str | os.PathLike, deep: Collection[int] = ()) -> tuple[int, list[int]]:
     """``(n_shards, missing)``: how many shards the store has and which are not built: no marker yet, or a
-    file that no longer matches its marker (deleted or truncated since)."""
+    file that no longer matches its marker (deleted or truncated since; for the shards in ``deep``, any byte
+    changed since)."""
     paths = store_paths(path)
     group = zarr.open_group(paths["store"], mode="r")
     n, shard, digest = int(group.attrs["n_images"]), int(group.attrs["shard_images"]), group.attrs["config_hash"]
@@ -430,7 +486,7 @@ def finished_shards(path: str | os.PathLike) -> tuple[int, list[int]]:
     missing = []
     for k in range(n_shards):
         marker = read_marker(shard_output(paths["store"], k)) or {}
-        if marker.get("config_hash") != digest or _marker_problem(images, paths, marker):
+        if marker.get("config_hash") != digest or _marker_problem(images, paths, marker, k in deep):
             missing.append(k)
     return n_shards, missing
 
@@ -441,12 +497,14 @@ def finalize_store(path: str | os.PathLike) -> dict[str, Any]:
     n_shards, missing = finished_shards(path)
     if missing:
         raise StoreError(f"{paths['store']}: cannot finalise, shards not built: {format_ranges(missing)}")
-    bad, shard_bytes = [], []
+    bad, shard_bytes, shard_sha256 = [], [], []
     for k in range(n_shards):
         marker = read_marker(shard_output(paths["store"], k))
         bad.extend(marker["bad"])
         shard_bytes.append(marker.get("bytes"))
+        shard_sha256.append(marker.get("sha256", ""))
     rows = pd.read_parquet(paths["plan"])
+    planned = rows_digest(rows)
     rows["ok"] = True
     bad_df = pd.DataFrame(bad, columns=BAD_COLUMNS)
     rows.loc[bad_df["row"].to_numpy(dtype=np.int64), "ok"] = False
@@ -455,7 +513,8 @@ def finalize_store(path: str | os.PathLike) -> dict[str, Any]:
     with atomic_path(paths["bad"]) as out:
         bad_df.to_csv(out, index=False)
     digest = zarr.open_group(paths["store"], mode="r").attrs["config_hash"]
-    write_marker(paths["store"], config_hash=digest, n_images=len(rows), n_bad=len(bad_df), shard_bytes=shard_bytes)
+    write_marker(paths["store"], config_hash=digest, n_images=len(rows), n_bad=len(bad_df), shard_bytes=shard_bytes,
+                 shard_sha256=shard_sha256, rows_input=planned, rows_sha256=file_digest(paths["rows"]))
     return {"n_images": len(rows), "n_bad": len(bad_df)}
 
 
@@ -470,10 +529,12 @@ def build_store(
     shard done. ``workers > 1`` builds shards in that many processes (``source`` must then be picklable).
     ``oversample``: keep ``oversample * M`` px per side (train stores; see :mod:`gcnn_spin.data.images`).
     Returns a summary: ``n_images``, ``n_shards``, ``built``, ``skipped``, ``missing``, ``n_bad``, ``complete``,
-    ``seconds``, ``bytes``.
+    ``seconds``, ``bytes``. The shards asked for (all by default) are read in full against the SHA-256 their
+    markers recorded, so one whose bytes changed since is rebuilt; the others' sizes are checked.
     """
     if on_bad not in ON_BAD:
         raise ValueError(f"on_bad must be one of {ON_BAD}, got {on_bad!r}")
+    shards = None if shards is None else list(shards)
     t0 = time.perf_counter()
     paths = store_paths(path)
     rows = _clean_rows(rows)
@@ -481,11 +542,13 @@ def build_store(
     marker = read_marker(paths["store"])
     finished = (not overwrite and marker is not None and marker.get("config_hash") == digest
                 and paths["rows"].exists())
-    if finished and not damaged_shards(path):
-        return _summary(paths, built=[], skipped=list(range(len(plan_shards(len(rows), cfg)))), t0=t0)
+    n_planned = len(plan_shards(len(rows), cfg))
+    checked = set(range(n_planned) if shards is None else shards)  # read in full: a changed byte is rebuilt
+    if finished and not damaged_shards(path, checked) and not rows_problem(paths, marker, rows):
+        return _summary(paths, built=[], skipped=list(range(n_planned)), t0=t0)
     create_store(path, rows, margin=margin, cfg=cfg, source=describe_source(source), overwrite=overwrite,
                  oversample=oversample)
-    n_shards, missing = finished_shards(path)
+    n_shards, missing = finished_shards(path, checked)
     if finished:  # a shard file was lost or truncated after the store was finished: it is whole again only
         marker_path(paths["store"]).unlink(missing_ok=True)  # once those shards are rebuilt
     wanted = list(range(n_shards)) if shards is None else sorted(set(shards))
@@ -542,13 +605,17 @@ class Store:
     column ``ok``); ``attrs``: group attributes; ``ok``: ``(N,) bool`` mask of usable images.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, unchecked_ok: bool = False):
         self.paths = store_paths(path)
         self.path = self.paths["store"]
         if not (self.path / "zarr.json").exists():
             raise StoreError(f"no Zarr store at {self.path}")
         group = zarr.open_group(self.path, mode="r")
         self.attrs: dict[str, Any] = dict(group.attrs)
+        if int(self.attrs.get("format", 1)) < STORE_FORMAT and not unchecked_ok:
+            raise StoreError(f"store {self.path} was built before its shards carried checksums (format "
+                             f"{self.attrs.get('format', 1)} < {STORE_FORMAT}), so a damaged byte could not be seen; "
+                             f"rebuild it with: {rebuild_command(self.paths, self.attrs, None)}")
         marker = read_marker(self.path)
         # the store marker is written only after every shard marker was checked: one file to read, not thousands
         if marker is None or marker.get("config_hash") != self.attrs["config_hash"] or not self.paths["rows"].exists():
@@ -568,11 +635,24 @@ class Store:
                 f"{self.paths['rows']} has {len(self.rows)} rows but {self.path} has {self.images.shape[0]} images"
             )
         self.ok = self.rows["ok"].to_numpy(dtype=bool)
+        self.marker: dict[str, Any] = dict(marker)
         self._shard_images = int(self.attrs["shard_images"])
         self._expected = _recorded_sizes(self.paths, marker, -(-len(self) // self._shard_images))
         problems = {k: why for k in range(len(self._expected[0])) if (why := self._shard_problem(k))}
         if problems:
             raise self._shard_error(problems)
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """What the store holds: the SHA-256 of each shard file as built and of ``{split}.parquet`` as it is now
+        (labels included), hashed; where it lies plays no part."""
+        return config_hash({"config_hash": self.attrs["config_hash"], "shards": self.marker.get("shard_sha256"),
+                            "rows": file_digest(self.paths["rows"])})
+
+    def shard_digests(self, shards: Iterable[int]) -> list[str]:
+        """The SHA-256 recorded at build time of each of ``shards`` (what a reader of them was made from)."""
+        recorded = self.marker.get("shard_sha256") or []
+        return [recorded[k] if k < len(recorded) else "" for k in shards]
 
     def _shard_problem(self, k: int) -> str | None:
         sizes, all_bad = self._expected
@@ -633,6 +713,7 @@ class Store:
 
 
 def open_store(path: str | os.PathLike) -> Store:
-    """Open a finished store; raises :class:`StoreError` naming the missing shards of an unfinished one."""
+    """Open a finished store; raises :class:`StoreError` naming the missing shards of an unfinished one, a
+    damaged shard, or a store written before shards carried checksums."""
     return Store(path)
 
