@@ -9,7 +9,9 @@ Self-contained: renders a few hundred synthetic DESI-like galaxies (``gcnn_spin.
 3. loaders, side by side, producing the same training tensors ``(B, 3, S, S)`` float32: the JPEG path (PIL
    decode, rotate, crop the inscribed square, resize to ``S``) and the Zarr path (StoreLoader, rotate on the
    CPU), images/s per process and CPU-seconds per image, plus bytes per galaxy on disk;
-4. where the Zarr path's time goes: file read, decompression, batch gather, rotation, crop.
+4. where the Zarr path's time goes: file read, decompression, batch gather, rotation, crop;
+5. the cost of shard checksums: the same images in a store with a CRC-32C per chunk (today's format) and in
+   one without (the format before), each loader timed in turn within one run, and the ratio.
 
 All reads come from the page cache (the files were just written), as they do for a training set that fits in
 RAM. Timings are best-of-``--repeats``; the machine's other load shows up as noise.
@@ -40,7 +42,7 @@ from gcnn_spin.config import DataConfig
 from gcnn_spin.data.augment import center_crop, rotate_crop
 from gcnn_spin.data.images import JpegTree, crop_field, jpg_relpath, margin_size
 from gcnn_spin.data.loader import StoreLoader
-from gcnn_spin.data.store import build_store, compressors_for, open_store
+from gcnn_spin.data.store import Store, build_store, compressors_for, create_store, open_store
 from gcnn_spin.data.synthetic.params import SurveyParams
 from gcnn_spin.data.synthetic.population import draw_population
 from gcnn_spin.data.synthetic.render import encode_jpeg, render_galaxy
@@ -214,6 +216,31 @@ def breakdown(store, loader: StoreLoader, repeats: int, batch_size: int, block: 
     return out
 
 
+def checksum_cost(store, rows: pd.DataFrame, source, cfg: DataConfig, tmp: Path, repeats: int, epochs: int,
+                  batch_size: int, block: int, seed: int) -> list[dict]:
+    """The same images with and without chunk checksums, each measurement alternating between the two stores
+    (ABAB...) so that the machine's load hits both alike; img/s and the ratio checked/unchecked."""
+    unchecked_path = store_path(tmp / "unchecked", "train")
+    create_store(unchecked_path, rows, margin=True, cfg=cfg, checksum=False)
+    build_store(unchecked_path, rows, source, margin=True, cfg=cfg, progress=False)
+    unchecked = Store(unchecked_path, unchecked_ok=True)
+    n = len(store)
+    out = []
+    for what, images, run in (
+            ("read_block: read + decompress (+ verify)", n, lambda s: read_all(s, block)),
+            ("StoreLoader epoch, rotate on CPU (training)", epochs * n,
+             lambda s: loader_epochs(StoreLoader(s, batch_size, shuffle=True, seed=seed, image_size=s.image_size,
+                                                 rotate=True), epochs))):
+        best = {"checked": None, "unchecked": None}
+        for _ in range(repeats):
+            for name, s in (("checked", store), ("unchecked", unchecked)):
+                t = best_of(1, images, lambda: run(s))
+                best[name] = t if best[name] is None or t.wall < best[name].wall else best[name]
+        out.append({"path": what, "checked img/s": best["checked"].rate, "unchecked img/s": best["unchecked"].rate,
+                    "checked / unchecked": best["checked"].rate / best["unchecked"].rate})
+    return out
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -304,9 +331,13 @@ def main(argv: list[str] | None = None) -> dict:
         stages = breakdown(store, rotating, args.repeats, args.batch_size, block)
         print("## Where the Zarr path's time goes (each stage alone)\n")
         print(table(stages) + "\n")
+        checksums = checksum_cost(store, rows, source, cfg, workdir, args.repeats, e, args.batch_size, block,
+                                  args.seed)
+        print("## Shard checksums: CRC-32C per chunk (verified on every read) vs none, side by side\n")
+        print(table(checksums) + "\n")
         print(f"total bench time {time.perf_counter() - t0:.0f} s, load average {os.getloadavg()[0]:.1f} at the end")
         figures = {"n_images": n, "image_size": S, "margin_size": M, "codecs": codecs, "chunks": chunks,
-                   "loaders": loaders, "sizes": sizes, "stages": stages}
+                   "loaders": loaders, "sizes": sizes, "stages": stages, "checksums": checksums}
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2) + "\n")
         return figures

@@ -25,6 +25,8 @@ from typing import Any
 from .errors import reading
 
 MARKER_SUFFIX = ".done"
+#: The marker key holding the SHA-256 of a file output.
+DIGEST_KEY = "output_sha256"
 
 
 @contextlib.contextmanager
@@ -150,8 +152,14 @@ def marker_path(output: str | os.PathLike) -> Path:
 
 
 def write_marker(output: str | os.PathLike, config: Mapping[str, Any] | None = None, **extra: Any) -> Path:
-    """Write the completion marker of ``output`` (call it after the output itself is in place)."""
+    """Write the completion marker of ``output`` (call it after the output itself is in place).
+
+    A file output's SHA-256 is recorded (``output_sha256``), so any byte changed since is seen
+    (:func:`gcnn_spin.artifacts.verdict`).
+    """
     payload = {"output": Path(output).name, "provenance": provenance(), **extra}
+    if Path(output).is_file():
+        payload[DIGEST_KEY] = file_digest(output)
     if config is not None:
         payload["config_hash"] = config_hash(config)
     path = marker_path(output)
@@ -170,11 +178,3 @@ def read_marker(output: str | os.PathLike) -> dict[str, Any] | None:
         return None
     with reading(path, "completion marker", f"delete {path} (its output is then redone)"):
         return json.loads(path.read_text())
-
-
-def is_done(output: str | os.PathLike, config: Mapping[str, Any] | None = None) -> bool:
-    """True when ``output`` has a marker (and, if ``config`` is given, one written for the same config)."""
-    marker = read_marker(output)
-    if marker is None:
-        return False
-    return config is None or marker.get("config_hash") == config_hash(config)

@@ -28,8 +28,8 @@ from .config import ExperimentConfig, load_experiment, to_dict
 from .crop import crop_for
 from .errors import UserError
 from .evaluate import evaluate_run
-from .io import (atomic_path, config_hash, is_done, marker_path, remove_stale_temporaries, write_json_atomic,
-                 write_marker)
+from .artifacts import is_done
+from .io import atomic_path, config_hash, marker_path, remove_stale_temporaries, write_json_atomic, write_marker
 from .metrics import n_correct, soft_cross_entropy
 from .runtime import autocast, channels_last, pick_device, set_cpu_threads
 

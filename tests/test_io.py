@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from gcnn_spin.io import (atomic_path, config_hash, is_done, marker_path, read_marker, remove_stale_temporaries,
+from gcnn_spin.artifacts import is_done
+from gcnn_spin.io import (atomic_path, config_hash, marker_path, read_marker, remove_stale_temporaries,
                           write_marker)
 
 

@@ -24,7 +24,8 @@ import pandas as pd
 from .. import cli, layout
 from ..cluster import arrays, stage
 from ..errors import UserError
-from ..io import config_hash, is_done, read_marker, write_marker, write_parquet_atomic
+from ..artifacts import is_done
+from ..io import config_hash, read_marker, write_marker, write_parquet_atomic
 from . import recovery, rotation
 from .runs import Issue, Run, discover_runs
 

@@ -42,10 +42,11 @@ from submitit.core.utils import JobPaths
 from gcnn_spin import cli
 from gcnn_spin.cluster import slurm
 from gcnn_spin.config import ClusterProfile
-from gcnn_spin.io import marker_path, read_marker, write_json_atomic
+from gcnn_spin.artifacts import Artifact, Check, Verdict
+from gcnn_spin.io import marker_path, write_json_atomic
 
 SUBMISSION_FILE = "submission.json"
-STATES = ("done", "pending", "running", "failed", "not_started", "unknown")
+STATES = ("done", "pending", "running", "failed", "stale", "damaged", "not_started", "unknown")
 
 
 class IncompleteTaskError(RuntimeError):
@@ -64,8 +65,8 @@ class Task:
     ``"g_resnet18/seed3"`` or ``"resnet18/seed0/part-00012"``). ``fn`` must be importable (module level):
     submitit pickles it by reference. ``identity``: the ``config_hash`` the marker must carry for the task to
     count as done (a marker written for other inputs or settings is stale); ``None`` accepts any marker.
-    ``intact``: optionally, whether the output the marker vouches for is still whole (e.g. a store shard whose
-    file may have been purged since); a task whose output is not counts as not done.
+    ``check``: optionally, the output's own integrity check (e.g. a store shard whose file may have been purged
+    since). Whether the task is done is its :class:`~gcnn_spin.artifacts.Artifact`'s verdict, nothing else.
     """
 
     task_id: str
@@ -74,28 +75,33 @@ class Task:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     identity: str | None = None
-    intact: Callable[[], bool] | None = None
+    check: Check | None = None
 
     @property
     def marker(self) -> Path:
         return marker_path(self.output)
 
     @property
+    def artifact(self) -> Artifact:
+        return Artifact(Path(self.output), self.identity, self.check)
+
+    def verdict(self, deep: bool = False) -> Verdict:
+        return self.artifact.verdict(deep)
+
+    @property
     def done(self) -> bool:
-        if self.identity is None:
-            marked = self.marker.exists()
-        else:
-            marked = (read_marker(self.output) or {}).get("config_hash") == self.identity
-        return marked and (self.intact is None or self.intact())
+        return self.verdict().done
 
     def __call__(self) -> Any:
-        """Run the task unless its marker exists; fail if it returns without writing the marker."""
-        if self.done:
+        """Run the task unless it is done (its output read in full to be sure); fail if it returns without
+        leaving a done output."""
+        if self.verdict(deep=True).done:
             return None
         result = self.fn(*self.args, **dict(self.kwargs))
-        if not self.done:
-            raise IncompleteTaskError(f"task {self.task_id}: {self.fn.__qualname__} returned without writing "
-                                      f"its marker {self.marker}")
+        found = self.verdict()
+        if not found.done:
+            raise IncompleteTaskError(f"task {self.task_id}: {self.fn.__qualname__} returned but its output is "
+                                      f"not done ({found})")
         return result
 
 
@@ -137,7 +143,11 @@ class TaskGroup(submitit.helpers.Checkpointable):
 class PlannedTask:
     task_id: str
     output: Path
-    done: bool
+    verdict: Verdict
+
+    @property
+    def done(self) -> bool:
+        return self.verdict.done
 
 
 def check_tasks(tasks: Sequence[Task]) -> None:
@@ -150,13 +160,14 @@ def check_tasks(tasks: Sequence[Task]) -> None:
 
 
 def plan(tasks: Sequence[Task]) -> list[PlannedTask]:
-    """The dry run: every task, its output and whether it is done (marker exists). Touches nothing."""
+    """The dry run: every task, its output and its verdict (done, or missing / stale / damaged and why)."""
     check_tasks(tasks)
-    return [PlannedTask(t.task_id, Path(t.output), t.done) for t in tasks]
+    return [PlannedTask(t.task_id, Path(t.output), t.verdict()) for t in tasks]
 
 
 def format_plan(planned: Sequence[PlannedTask]) -> str:
-    lines = [f"{'done' if p.done else 'todo':4}  {p.task_id}  {p.output}" for p in planned]
+    lines = [f"{'done' if p.done else 'todo':4}  {p.task_id}  {p.output}" + ("" if p.done else f"  ({p.verdict})")
+             for p in planned]
     n_done = sum(p.done for p in planned)
     lines.append(f"{len(planned)} tasks: {n_done} done, {len(planned) - n_done} to run")
     return "\n".join(lines)
@@ -224,8 +235,9 @@ def submit(tasks: Sequence[Task], executor: submitit.AutoExecutor, profile: Clus
            record: bool = True) -> Submission:
     """Submit the tasks without a marker; write/merge ``<log_dir>/submission.json`` when ``record``."""
     check_tasks(tasks)
-    pending = [t for t in tasks if not t.done]
-    skipped = [t.task_id for t in tasks if t.done]
+    done = {t.task_id: t.done for t in tasks}
+    pending = [t for t in tasks if not done[t.task_id]]
+    skipped = [t.task_id for t in tasks if done[t.task_id]]
     folder = Path(executor.folder)
     entries: dict[str, dict[str, Any]] = {}
     jobs: dict[str, submitit.Job] = {}
@@ -332,16 +344,14 @@ def status(log_dir: str | Path, tasks: Sequence[Task] | None = None) -> list[Tas
     """Per-task state from the markers and ``submission.json`` in ``log_dir`` (all recorded tasks by default)."""
     record = load_record(log_dir)
     entries: Mapping[str, Mapping[str, Any]] = record.get("tasks", {})
-    if tasks is None:
-        outputs = {tid: Path(e["output"]) for tid, e in entries.items()}
-        done = {tid: marker_path(out).exists() for tid, out in outputs.items()}
+    if tasks is None:  # only the record: any marker whose output is intact (identities need the stage's tasks)
+        verdicts = {tid: Artifact(Path(e["output"])).verdict() for tid, e in entries.items()}
     else:
-        outputs = {t.task_id: Path(t.output) for t in tasks}
-        done = {t.task_id: t.done for t in tasks}
+        verdicts = {t.task_id: t.verdict() for t in tasks}
     backend = record.get("backend", "slurm")
-    done = {tid: marker_path(out).exists() for tid, out in outputs.items()}
+    done = {tid: v.done for tid, v in verdicts.items()}
     # a task with its marker is done whatever the scheduler says: ask it only about the others
-    job_ids = sorted({e["job_id"] for tid, e in entries.items() if tid in outputs and not done[tid] and "job_id" in e})
+    job_ids = sorted({e["job_id"] for tid, e in entries.items() if tid in verdicts and not done[tid] and "job_id" in e})
     if backend == "slurm":
         states = slurm.job_states(job_ids) if job_ids else {}
     else:
@@ -349,16 +359,17 @@ def status(log_dir: str | Path, tasks: Sequence[Task] | None = None) -> list[Tas
     # A local group runs its tasks in order: the first unfinished one runs, the rest wait.
     first_open: dict[str, int] = {}
     for tid, entry in entries.items():
-        if tid in outputs and not done[tid] and "position" in entry:
+        if tid in verdicts and not done[tid] and "position" in entry:
             first_open[entry["job_id"]] = min(first_open.get(entry["job_id"], 1 << 30), entry["position"])
     report = []
-    for tid, output in outputs.items():
+    for tid in verdicts:
         entry = entries.get(tid, {})
         job_id = entry.get("job_id", "")
         if done[tid]:
             report.append(TaskStatus(tid, "done", job_id))
         elif not job_id:
-            report.append(TaskStatus(tid, "not_started"))
+            found = verdicts[tid]
+            report.append(TaskStatus(tid, "not_started" if found.state == "missing" else found.state, "", found.why))
         else:
             state = states.get(job_id, "UNKNOWN")
             if backend != "slurm" and state == "RUNNING":
@@ -370,6 +381,8 @@ def status(log_dir: str | Path, tasks: Sequence[Task] | None = None) -> list[Tas
                 report.append(TaskStatus(tid, "pending", job_id, state))
             elif state == "UNKNOWN":
                 report.append(TaskStatus(tid, "unknown", job_id, "no record in accounting or queue"))
+            elif verdicts[tid].state in ("stale", "damaged"):  # finished once; its output no longer holds
+                report.append(TaskStatus(tid, verdicts[tid].state, job_id, verdicts[tid].why))
             else:
                 why = state if state in slurm.FAILED_STATES else f"{state} without its marker"
                 report.append(TaskStatus(tid, "failed", job_id, why, entry.get("stderr", "")))

@@ -79,11 +79,6 @@ def build_shard_task(rows: str, split: str | None, images: str, out: str, margin
                        shards=[shard], progress=False, oversample=oversample)
 
 
-def shard_intact(store: str, k: int) -> bool:
-    """Shard ``k``'s file still matches its marker (a purged or truncated shard is rebuilt by its task)."""
-    return shard_problem(store, k) is None
-
-
 def shard_tasks(args: argparse.Namespace) -> list[arrays.Task]:
     """One task per shard of the store; a shard is done when its marker carries the store's config hash and its
     file still matches the size the marker recorded."""
@@ -95,7 +90,7 @@ def shard_tasks(args: argparse.Namespace) -> list[arrays.Task]:
               "out": str(out), "margin": _margin(args), "oversample": _oversample(args, cfg), "config": args.config, "overrides": tuple(args.overrides),
               "cutout_size": args.cutout_size, "on_bad": args.on_bad}
     return [arrays.Task(task_id=f"{out.stem}/shard-{k:05d}", output=layout.shard_output(out, k),
-                        fn=build_shard_task, identity=existing, intact=functools.partial(shard_intact, str(out), k),
+                        fn=build_shard_task, identity=existing, check=functools.partial(shard_problem, str(out), k),
                         kwargs={**common, "shard": k})
             for k in range(len(plan_shards(len(rows), cfg)))]
 

@@ -39,7 +39,8 @@ from gcnn_spin.data import crossmatch, cutouts, gz1, sdss, selection
 from gcnn_spin.data.bad_rows import check_on_bad
 from gcnn_spin.data.images import JpegTree
 from gcnn_spin.data.study import beside_study
-from gcnn_spin.io import (atomic_path, config_hash, is_done, write_json_atomic, write_marker, write_parquet_atomic,
+from gcnn_spin.artifacts import is_done, verdict
+from gcnn_spin.io import (atomic_path, config_hash, write_json_atomic, write_marker, write_parquet_atomic,
                           write_text_atomic)
 from gcnn_spin.layout import store_path, store_report_path
 
@@ -358,13 +359,18 @@ def plan(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig, *, on_bad:
     configs = stage_configs(inputs, cfg, on_bad)
     outputs = {"gz1": "gz1.parquet", "crossmatch": "crossmatch.parquet", "sdss": "sdss.parquet",
                "catalogue": "catalogue.parquet", "survey": "survey.parquet"}
-    rows = [{"stage": s, "output": name, "status": "done" if is_done(out / name, configs[s]) else "to run"}
+    rows = [{"stage": s, "output": name, "status": _status(verdict(out / name, config_hash(configs[s])))}
             for s, name in outputs.items()]
     for split in STORE_SPLITS:
         path = store_path(out, split)
         rows.append({"stage": "store", "output": f"stores/{split}.zarr",
                      "status": "done" if is_done(path) else "to run (resumes finished shards)"})
     return pd.DataFrame(rows)
+
+
+def _status(found) -> str:
+    """A stage's plan line: done, or to run and why (missing, stale or changed since it was written)."""
+    return "done" if found.done else f"to run ({found})"
 
 
 def plan_sdss(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig) -> str:
