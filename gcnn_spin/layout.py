@@ -21,12 +21,29 @@ import re
 from pathlib import Path
 
 from .io import MARKER_SUFFIX, marker_path
-from .errors import UserError
+from .errors import UserError, reading
 
 SPLITS = ("train", "val", "test", "survey")
 PLAN_FILE = "plan.json"
 _PART_RE = re.compile(r"^part-(\d{5})\.parquet$")
 _SEED_RE = re.compile(r"^seed(\d+)$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
+
+
+def check_name(name: object, what: str = "model") -> str:
+    """``name`` if it can be one path component (letters, digits, ``_.+-``; no separator, not ``..``), else
+    :class:`UserError` naming ``what`` and the value. Every model name read from a marker or flag passes here
+    before it becomes a path."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+        raise UserError(f"{what} {name!r} cannot name a folder: use letters, digits and _ . + - only")
+    return name
+
+
+def check_seed(seed: object, what: str = "seed") -> int:
+    """``seed`` as an int >= 0 (what a ``seed{k}`` folder can hold and discovery finds), else :class:`UserError`."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserError(f"{what}: {seed!r} is not a seed (an integer >= 0 naming a seed{{k}} folder)")
+    return seed
 
 
 def store_path(data: str | Path, split: str) -> Path:
@@ -57,12 +74,12 @@ def shard_output(store: str | Path, shard: int) -> Path:
 
 def run_dir(runs: str | Path, model: str, seed: int) -> Path:
     """``RUNS/{model}/seed{k}``."""
-    return Path(runs) / model / f"seed{seed}"
+    return Path(runs) / check_name(model) / f"seed{check_seed(seed)}"
 
 
 def part_path(pred: str | Path, model: str, seed: int, part: int) -> Path:
     """``PRED/{model}/seed{k}/part-{i:05d}.parquet``."""
-    return Path(pred) / model / f"seed{seed}" / f"part-{part:05d}.parquet"
+    return Path(pred) / check_name(model) / f"seed{check_seed(seed)}" / f"part-{check_seed(part, 'part'):05d}.parquet"
 
 
 def part_index(path: str | Path) -> int | None:
@@ -78,7 +95,7 @@ def plan_path(pred: str | Path) -> Path:
 
 def study_path(results: str | Path, study: str, model: str, seed: int) -> Path:
     """``RESULTS/studies/{study}/{model}/seed{k}.parquet``."""
-    return Path(results) / "studies" / study / model / f"seed{seed}.parquet"
+    return Path(results) / "studies" / check_name(study, "study") / check_name(model) / f"seed{check_seed(seed)}.parquet"
 
 
 def store_identity(store) -> dict:
@@ -129,11 +146,14 @@ def read_run_marker(path: Path) -> FinishedRun | None:
     marker_file = marker_path(path)
     if not marker_file.exists():
         return None
-    marker = json.loads(marker_file.read_text())
-    if "model" not in marker or "seed" not in marker:
+    with reading(marker_file, "run marker", f"delete {marker_file} (the run is then trained again)"):
+        marker = json.loads(marker_file.read_text())
+    if not isinstance(marker, dict) or "model" not in marker or "seed" not in marker:
         raise UserError(f"run marker {marker_file} does not record the model and seed (written by an old "
                          f"version?): retrain the run or add \"model\" and \"seed\" to it")
-    return FinishedRun(str(marker["model"]), int(marker["seed"]), Path(path), marker)
+    model = check_name(marker["model"], f"run marker {marker_file}: model")
+    seed = check_seed(marker["seed"], f"run marker {marker_file}: seed")
+    return FinishedRun(model, seed, Path(path), marker)
 
 
 def finished_runs(runs: str | Path, models: list[str] | None = None,

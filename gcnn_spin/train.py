@@ -28,7 +28,7 @@ from .config import ExperimentConfig, load_experiment, to_dict
 from .crop import crop_for
 from .errors import UserError
 from .evaluate import evaluate_run
-from .artifacts import is_done
+from .artifacts import verdict
 from .io import atomic_path, config_hash, marker_path, remove_stale_temporaries, write_json_atomic, write_marker
 from .metrics import n_correct, soft_cross_entropy
 from .runtime import autocast, channels_last, pick_device, set_cpu_threads
@@ -46,10 +46,14 @@ class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be read (never silently restart from scratch)."""
 
 
+TRAINING_SPLITS = ("train", "val", "test")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """One training run. ``as_dict()`` is its identity (hashed into its marker): model, seed and the science
-    config. Where the data folder lies is not part of it, so moving the data does not retrain anything."""
+    """One training run. Its identity (:meth:`identity`, hashed into its marker) is model, seed, the science
+    config and the identity of every store it trains and is tested on (their images and rows, labels included).
+    Where the data folder lies is not part of it, so moving the data does not retrain anything."""
 
     model: str
     seed: int
@@ -58,6 +62,31 @@ class RunSpec:
 
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model, "seed": self.seed, "experiment": to_dict(self.experiment)}
+
+    def identity(self, stores: dict[str, Any] | None = None) -> dict[str, Any]:
+        """:meth:`as_dict` plus the identities of the opened ``stores`` (default: open the training stores)."""
+        stores = training_stores(self.data_dir) if stores is None else stores
+        return {**self.as_dict(), "stores": {split: store.identity for split, store in sorted(stores.items())}}
+
+
+def training_stores(data_dir: str | Path) -> dict[str, Any]:
+    """The opened train, val and test stores of ``data_dir`` (a missing, unfinished or damaged one is named)."""
+    from .data.store import open_store
+
+    return {split: open_store(layout.store_path(data_dir, split)) for split in TRAINING_SPLITS}
+
+
+def check_run(model: str, seed: int, cfg: ExperimentConfig) -> None:
+    """Refuse a run no stage could use: an unknown model, a seed that names no folder, zero epochs."""
+    if model not in models.names():
+        raise UserError(f"unknown model {model!r}; valid: {', '.join(models.names())}")
+    layout.check_seed(seed, "grid.seeds")
+    epochs = cfg.train.epochs_for(model)
+    if epochs < 1:
+        raise UserError(f"train.epochs={epochs} for {model}: a run needs at least one epoch (it would be marked "
+                        "finished with untrained weights)")
+    if cfg.train.batch_size < 1:
+        raise UserError(f"train.batch_size={cfg.train.batch_size}: must be at least 1")
 
 
 def model_options_for(model: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -145,23 +174,28 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
           progress: bool = True) -> Path:
     """Train (or resume, or skip if complete) one run. Returns the run directory."""
     from .data.loader import StoreLoader  # data stack imported only when training
-    from .data.store import open_store
 
     out = Path(out_dir)
     cfg = spec.experiment
-    run_config = spec.as_dict()
+    check_run(spec.model, spec.seed, cfg)
+    stores = training_stores(spec.data_dir)
+    run_config = spec.identity(stores)
     run_hash = config_hash(run_config)
-    if is_done(out, run_config):
+    found = verdict(out, run_hash)
+    if found.done:
         log.info("%s: complete (marker %s), nothing to do", out, marker_path(out))
         return out
+    if found.state == "stale":  # a finished run made from other settings or data: train it again from scratch
+        log.warning("%s: %s; training it again", out, found)
+        marker_path(out).unlink()
+        (out / "checkpoint.pt").unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", {**run_config, "config_hash": run_hash, "data_dir": str(spec.data_dir)})
 
     dev = pick_device(device)
     set_cpu_threads(cfg.train.num_threads)
     seed_everything(spec.seed)
-    train_store = open_store(layout.store_path(spec.data_dir, "train"))
-    val_store = open_store(layout.store_path(spec.data_dir, "val"))
+    train_store, val_store = stores["train"], stores["val"]
     image_size = crop_for(spec.model, train_store)
     model = models.build(spec.model, image_size=image_size, dropout=cfg.train.dropout,
                          **model_options_for(spec.model, cfg.train.model_options)).to(dev)
@@ -247,9 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.model not in models.names():
-        raise UserError(f"unknown model {args.model!r}; valid: {', '.join(models.names())}")
     cfg = load_experiment(args.config, args.overrides)
+    check_run(args.model, args.seed, cfg)
     spec = RunSpec(model=args.model, seed=args.seed, data_dir=str(Path(args.data).resolve()), experiment=cfg)
     try:
         out = train(spec, args.out, resume=args.resume, device=args.device, progress=not args.quiet)

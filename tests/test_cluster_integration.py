@@ -472,6 +472,6 @@ def test_failing_tasks_are_reported_failed_with_their_logs(slurm_cluster, reaper
     assert log == Path(report["resnet18/seed0"].log) and log.exists()
     train_store = (damaged / "stores" / "train.zarr").resolve()
     assert re.search(rf"store {re.escape(str(train_store))}: shard \d+ \(rows \d+-\d+\) is unusable: reading it "
-                     r"failed .*; rebuild it with: python data_prep/build_store\.py ", log.read_text())
+                     r"failed: .*; rebuild it with: python data_prep/build_store\.py ", log.read_text())
     assert "1 failed" in result.stdout
     assert not marker_path(tmp_path / "runs" / "resnet18" / "seed0").exists()

@@ -147,8 +147,9 @@ def test_infer_stage_on_the_local_executor_records_its_plan_and_redoes_stale_par
     retrained = read_marker(run1)
     retrained["provenance"]["time_utc"] = "2030-01-01T00:00:00+00:00"
     write_json_atomic(marker_path(run1), retrained)
-    (issue,) = check_completeness(trained_runs, pred, store=store_path).issues
-    assert (issue.model, issue.seed) == ("resnet18", 1) and "earlier training" in issue.problem
+    issues = check_completeness(trained_runs, pred, store=store_path).issues
+    assert {(i.model, i.seed, i.part) for i in issues} == {("resnet18", 1, k) for k in range(n_parts)}
+    assert all(i.problem.startswith("stale: made from ") for i in issues)
     assert infer.main([*args, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"{n_parts} done, {n_parts} to run" in out and "todo  resnet18/seed1/part-00000" in out
@@ -169,7 +170,8 @@ def test_missing_trailing_parts_are_named_from_the_recorded_plan(tiny_dataset, t
     assert found.n_parts == n_parts
     assert {(i.model, i.seed, i.part) for i in found.issues} == {("resnet18", s, n_parts - 1) for s in (0, 1)}
     other = json.loads(plan_path(pred).read_text())
-    other["store"]["config_hash"] = "another"
+    other["store"]["n_images"] += 1
+    other["store_path"] = str(tmp_path / "elsewhere" / "survey.zarr")
     plan_path(pred).write_text(json.dumps(other))
     with pytest.raises(UserError, match="made for another store"):
         check_completeness(trained_runs, pred, store=store_path)

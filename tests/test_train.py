@@ -120,7 +120,7 @@ def test_a_store_damaged_after_it_was_finished_fails_training_naming_the_shard(t
     shutil.copytree(data_dir / "stores", copy / "stores")
     corrupt_shards(copy / "stores" / "train.zarr")
     with pytest.raises(ShardError, match=rf"store {copy / 'stores' / 'train.zarr'}: shard \d+ \(rows \d+-\d+\) is "
-                                         r"unusable: reading it failed .* --task-id \d+$"):
+                                         r"unusable: reading it failed: .* --task-id \d+$"):
         train(_spec((raw, copy, overrides)), tmp_path / "run", progress=False)
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 from .. import layout
 from ..config import GridConfig
 from ..errors import UserError
+from ..artifacts import Verdict, verdict
 from ..io import marker_path, read_marker
 from ..ranges import format_ranges
 
@@ -211,16 +212,25 @@ def discover_predictions(pred_root: str | Path) -> list[PredictionSet]:
     return sets
 
 
-def stale_parts(predictions: PredictionSet, run_path: Path) -> list[int]:
-    """Finished parts made from another training of the run than the one its marker now records.
+def part_problems(predictions: PredictionSet, run_path: Path, sources: list[str]) -> dict[int, Verdict]:
+    """The finished parts that are not done, with the artifact verdict the inference stage gives them: stale
+    (made from another training of the run, or from other shards or rows) or damaged (bytes changed since
+    written). Judged by :func:`gcnn_spin.cluster.infer.part_identity` where ``sources`` says what each part
+    reads (:func:`expected_sources`); otherwise by the run identity the part's marker records."""
+    from ..cluster.infer import part_identity
 
-    A part whose marker records no run identity (written before parts carried one) is not judged here.
-    """
     current = layout.read_run_marker(run_path)
     if current is None:
-        return []
-    return sorted(i for i, made_from in predictions.run_identities.items()
-                  if made_from is not None and made_from != current.identity)
+        return {}
+    found = {}
+    for i, part in predictions.done.items():
+        if i < len(sources):
+            found[i] = verdict(part, part_identity(sources[i], current))
+        else:
+            made_from = predictions.run_identities.get(i)
+            found[i] = (Verdict("stale", "made from an earlier training of this run (retrained since)")
+                        if made_from is not None and made_from != current.identity else verdict(part))
+    return {i: v for i, v in sorted(found.items()) if not v.done}
 
 
 def read_part_plan(pred_root: str | Path | None) -> dict[str, Any] | None:
@@ -357,16 +367,22 @@ def group_issues(issues: Iterable[Issue], kinds: tuple[str, ...]) -> dict[str, l
     return out
 
 
-def check_plan_store(plan: dict[str, Any] | None, store: str | Path | None) -> None:
-    """Raise :class:`UserError` when the recorded plan is for another survey store than ``store`` (content hash, size)."""
-    if plan is None or store is None:
-        return
+def expected_sources(plan: dict[str, Any] | None, store: str | Path | None) -> list[str]:
+    """What each planned part must have read (:func:`gcnn_spin.cluster.infer.part_source`): from the survey store
+    as it is now when given (a store rebuilt since the plan makes the parts stale, as inference sees it), else as
+    the plan recorded. A plan for a store of another size raises :class:`UserError`."""
+    if plan is None:
+        return []
+    if store is None:
+        return list(plan.get("sources") or [])
+    from ..cluster.infer import plan_sources
     from ..data.store import open_store
 
-    now = layout.store_identity(open_store(store))
-    if plan.get("store") != now:
-        raise UserError(f"the predictions in {plan.get('store_path')!r}'s plan ({layout.PLAN_FILE}: {plan.get('store')}) "
-                         f"were made for another store than {store} ({now})")
+    opened = open_store(store)
+    if plan.get("store", {}).get("n_images") != len(opened):
+        raise UserError(f"the predictions in {plan.get('store_path')!r}'s plan ({layout.PLAN_FILE}: "
+                        f"{plan.get('store')}) were made for another store than {store} ({len(opened)} images)")
+    return plan_sources(opened, plan["parts"])
 
 
 def check_completeness(runs_root: str | Path, pred_root: str | Path | None = None, store: str | Path | None = None,
@@ -388,7 +404,7 @@ def check_completeness(runs_root: str | Path, pred_root: str | Path | None = Non
     total, source = (0, "no predictions")
     if sets or store is not None or n_parts is not None or plan is not None:
         total, source = expected_parts(sets, store, n_parts, plan)
-    check_plan_store(plan, store)
+    sources = expected_sources(plan, store)
     labels = {}
     for s in sets:
         run = by_dir.get((s.dir_name, s.seed))
@@ -397,11 +413,13 @@ def check_completeness(runs_root: str | Path, pred_root: str | Path | None = Non
         if run is None:
             issues.append(Issue("predictions", label, s.seed,
                                 f"predictions at {s.path} but no run {s.dir_name}/seed{s.seed}"))
-        stale = stale_parts(s, run.path) if run is not None else []
-        if stale:
-            issues.append(Issue("predictions", label, s.seed, f"parts {format_ranges(stale)} were made from an earlier "
-                                                              f"training of this run (retrained since): rerun "
-                                                              f"inference to redo them"))
+        problems = part_problems(s, run.path, sources) if run is not None else {}
+        for i, found in list(problems.items())[:max_named_parts]:
+            issues.append(Issue("predictions", label, s.seed, f"{found}: rerun inference to redo it", part=i))
+        if len(problems) > max_named_parts:
+            rest = list(problems)[max_named_parts:]
+            issues.append(Issue("predictions", label, s.seed, f"{len(rest)} more parts not done (stale or damaged): "
+                                                              f"{format_ranges(rest)}; rerun inference to redo them"))
         missing = [i for i in range(total) if i not in s.done]
         extra = [i for i in s.done if i >= total]
         if extra:

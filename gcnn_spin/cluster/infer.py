@@ -6,8 +6,9 @@
     python -m gcnn_spin.cluster.infer --store data/stores/survey.zarr --runs runs --out predictions --dry-run
 
 Task (run, part i) writes ``PRED/{model}/seed{k}/part-{i:05d}.parquet`` (dr8_id, ra, dec, p_cw, p_acw, p_other)
-atomically, then its marker. A part's identity is the store's content hash, its rows and the run's identity (its
-config hash and completion time), so a run retrained in place has its old parts redone. The part plan (store
+atomically, then its marker. A part's identity (:func:`part_identity`) is what it read (its rows, the SHA-256 of
+its shards and of the store's rows) and the run's identity (its config hash, which covers the stores it trained
+on, and its completion time), so a run retrained in place, or retrained on edited labels, has its parts redone. The part plan (store
 identity and the rows of every part) is recorded in ``PRED/plan.json`` before anything runs; predictions of
 another store in the same folder are refused. Array element *i* of ``run --task-id i`` predicts part *i* for every
 run (parts are planned under ``max_array_size``), so ``sbatch jobs/desi_infer.sh`` needs one task per part.
@@ -58,22 +59,40 @@ def store_parts(store, max_array_size: int = DEFAULT_MAX_ARRAY_SIZE) -> list[Inf
     return plan_parts(len(store), int(store.attrs["shard_images"]), max_array_size)
 
 
+def part_source(store, part: InferencePart) -> str:
+    """What part ``part`` reads: its rows, the SHA-256 of each of its shards and of the store's rows parquet."""
+    return config_hash({"rows": [part.rows.start, part.rows.stop], "shards": store.shard_digests(part.shards),
+                        "store_rows": store.rows_sha256})
+
+
+def plan_sources(store, parts_rows: list[list[int]]) -> list[str]:
+    """:func:`part_source` of every part of a recorded plan (``[[start, stop], ...]``), from the store as it is."""
+    shard = int(store.attrs["shard_images"])
+    return [part_source(store, InferencePart(i, range(a // shard, -(-b // shard)), range(a, b)))
+            for i, (a, b) in enumerate(parts_rows)]
+
+
 def part_plan(store, store_path: str | Path, max_array_size: int = DEFAULT_MAX_ARRAY_SIZE) -> dict[str, Any]:
-    """The content of ``PRED/plan.json``: the store's identity and the rows of every part."""
+    """The content of ``PRED/plan.json``: the store's identity, the rows of every part and what each reads
+    (``sources``: :func:`part_source`), so that ``collect`` judges parts as the inference stage does."""
     parts = store_parts(store, max_array_size)
     return {"store": store_identity(store), "store_path": str(Path(store_path).resolve()),
-            "n_parts": len(parts), "parts": [[p.rows.start, p.rows.stop] for p in parts]}
+            "n_parts": len(parts), "parts": [[p.rows.start, p.rows.stop] for p in parts],
+            "sources": [part_source(store, p) for p in parts]}
 
 
 def record_plan(pred_root: str | Path, plan: dict[str, Any]) -> Path:
-    """Write ``PRED/plan.json`` unless the same plan is there; refuse a plan for another store or grouping."""
+    """Write ``PRED/plan.json`` unless the same plan is there. The same store whose content changed since (an
+    edited label, a rebuilt shard) gets its plan rewritten, its parts then being stale; a plan for another store
+    or another grouping of the parts is refused."""
     path = layout.plan_path(pred_root)
     if path.exists():
         old = read_plan(pred_root)
-        if (old["store"], old["parts"]) == (plan["store"], plan["parts"]):
+        if old == {**plan, "store_path": old.get("store_path")}:
             return path
-        raise UserError(f"{path} records predictions of another store or part plan ({old['store_path']}, "
-                         f"{old['n_parts']} parts): use another predictions folder, or delete it to start over")
+        if old.get("parts") != plan["parts"] or old.get("store_path") != plan["store_path"]:
+            raise UserError(f"{path} records predictions of another store or part plan ({old.get('store_path')}, "
+                             f"{old.get('n_parts')} parts): use another predictions folder, or delete it to start over")
     write_json_atomic(path, plan)
     return path
 
@@ -87,13 +106,15 @@ def read_plan(pred_root: str | Path) -> dict[str, Any]:
                          "`python -m gcnn_spin.cluster.infer --dry-run` to see the plan") from None
 
 
-def part_identity(store, part: InferencePart, run: FinishedRun) -> dict[str, Any]:
-    """Store content, rows and the run's identity (config hash + completion time): what a part is made from."""
-    return {"store": store_identity(store), "rows": [part.rows.start, part.rows.stop], "run": run.identity}
+def part_identity(source: str, run: FinishedRun) -> str:
+    """What a part is made from: what it reads (:func:`part_source`) and the run's identity (its config hash,
+    which covers the stores it trained on, and its completion time). The inference stage and ``collect`` both
+    judge a part by this."""
+    return config_hash({"source": source, "run": run.identity})
 
 
 def predict_part(store_path: str, part: int, rows: tuple[int, int], run_dir: str, out: str,
-                 identity: dict[str, Any], batch_size: int = 512, device: str | None = None,
+                 identity: str, batch_size: int = 512, device: str | None = None,
                  progress: bool = True, timings: dict[str, float] | None = None) -> int:
     """One task: predict ``rows`` of the store with one run, write the part, then its marker. Returns its length."""
     from ..data.store import open_store
@@ -112,8 +133,8 @@ def predict_part(store_path: str, part: int, rows: tuple[int, int], run_dir: str
                                   desc=f"{run.model} seed{run.seed} part {part}", timings=timings)
     t0 = time.perf_counter()
     write_parquet_atomic(table[PREDICTION_COLUMNS], output)
-    write_marker(output, identity, model=run.model, seed=run.seed, task_id=part, part=part, n_rows=len(table),
-                 n_skipped_bad=rows[1] - rows[0] - len(table), run_identity=run.identity)
+    write_marker(output, model=run.model, seed=run.seed, task_id=part, part=part, n_rows=len(table),
+                 n_skipped_bad=rows[1] - rows[0] - len(table), run_identity=run.identity, config_hash=identity)
     timings["write"] += time.perf_counter() - t0
     return len(table)
 
@@ -125,14 +146,16 @@ def part_tasks(store_path: str | Path, runs: list[FinishedRun], pred_root: str |
     from ..data.store import open_store
 
     store = open_store(store_path)
+    parts = store_parts(store, max_array_size)
+    sources = [part_source(store, p) for p in parts]
     tasks = []
-    for part in store_parts(store, max_array_size):
+    for part in parts:
         for run in runs:
             out = part_path(Path(pred_root).resolve(), run.model, run.seed, part.task_id)
-            identity = part_identity(store, part, run)
+            identity = part_identity(sources[part.task_id], run)
             tasks.append(arrays.Task(
                 task_id=f"{run.model}/seed{run.seed}/part-{part.task_id:05d}", output=out, fn=predict_part,
-                identity=config_hash(identity),
+                identity=identity,
                 kwargs={"store_path": str(Path(store_path).resolve()), "part": part.task_id,
                         "rows": (part.rows.start, part.rows.stop), "run_dir": str(run.path.resolve()),
                         "out": str(out), "identity": identity, "batch_size": batch_size, "device": device,

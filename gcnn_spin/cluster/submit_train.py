@@ -21,7 +21,7 @@ from ..config import load_experiment
 from ..errors import UserError
 from ..io import config_hash
 from ..layout import run_dir, store_path
-from ..train import RunSpec
+from ..train import TRAINING_SPLITS, RunSpec, check_run, training_stores
 from . import arrays, stage
 from .stage import Stage
 
@@ -45,40 +45,39 @@ def train_task(model: str, seed: int, data_dir: str, out_dir: str, config: str, 
     return str(train(spec, out_dir, resume=True, progress=False))
 
 
-TRAINING_STORES = ("train", "val", "test")
-
-
-def check_stores(data_dir: str | Path) -> None:
-    """Refuse to run or submit when ``--data`` lacks a finished, intact training store (before any task is queued)."""
-    from ..data.store import open_store
-
-    for split in TRAINING_STORES:
+def check_stores(data_dir: str | Path) -> dict:
+    """The opened training stores of ``--data``; refuses a missing, unfinished or damaged one (before any task is
+    queued) and says how to build it."""
+    for split in TRAINING_SPLITS:
         path = store_path(data_dir, split)
         if not path.exists():
             raise UserError(f"--data {data_dir}: no {split} store at {path}; build the stores first "
                             "(python data_prep/build_dataset.py ... --out DATA)")
-        open_store(path)  # raises naming an unfinished store or a lost or damaged shard
+    return training_stores(data_dir)  # raises naming an unfinished store or a lost or damaged shard
 
 
 def grid_tasks(data_dir: str | Path, runs_root: str | Path, config: str, overrides: list[str],
                models: list[str] | None = None, seeds: list[int] | None = None) -> list[arrays.Task]:
-    """One resumable task per (model, seed) of the config's grid (or the given subsets)."""
-    from .. import models as registry
+    """One resumable task per (model, seed) of the config's grid (or the given subsets).
 
+    A task is done when its run's marker carries the run's identity: config and the content of the stores it
+    trains on, so a label edited in a store makes every run trained on it stale.
+    """
     experiment = load_experiment(config, overrides)
     models = list(models or experiment.grid.models)
     seeds = list(experiment.grid.seeds if seeds is None else seeds)
-    unknown = sorted(set(models) - set(registry.names()))
-    if unknown:
-        raise UserError(f"unknown model(s) {unknown}; valid: {', '.join(registry.names())}")
+    for model in models:
+        for seed in seeds:
+            check_run(model, seed, experiment)
+    stores = check_stores(data_dir)
     data_dir = str(Path(data_dir).resolve())
     tasks = []
     for model in models:
         for seed in seeds:
             out = run_dir(Path(runs_root).resolve(), model, seed)
-            identity = config_hash(RunSpec(model=model, seed=seed, data_dir=data_dir, experiment=experiment).as_dict())
+            spec = RunSpec(model=model, seed=seed, data_dir=data_dir, experiment=experiment)
             tasks.append(arrays.ResumableTask(
-                task_id=f"{model}/seed{seed}", output=out, fn=train_task, identity=identity,
+                task_id=f"{model}/seed{seed}", output=out, fn=train_task, identity=config_hash(spec.identity(stores)),
                 kwargs={"model": model, "seed": seed, "data_dir": data_dir, "out_dir": str(out),
                         "config": str(config), "overrides": tuple(overrides)}))
     return tasks
@@ -95,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 STAGE = Stage(name="train", noun="training", description=__doc__, add_arguments=add_arguments,
               tasks=lambda args: grid_tasks(args.data, args.runs, args.config, args.overrides, args.models,
                                             args.seeds),
-              check=lambda args: check_stores(args.data), default_action="submit")
+              default_action="submit")
 
 
 def main(argv: list[str] | None = None) -> int:

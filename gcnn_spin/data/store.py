@@ -18,9 +18,9 @@ renamed into place); :func:`build_shard` fills one shard (one file) in one write
 shards can be built by several processes or SLURM array tasks at once; :func:`build_store` does both, skips
 finished shards, and finalises. A rebuild of a finished store is a no-op.
 
-Integrity: every chunk inside a shard carries a CRC-32C checksum (zarr's ``crc32c`` codec after the compressor)
-that zarr verifies on every read, and the shard index carries its own, so a byte flipped anywhere in a shard file
-fails the read; a shard file that is missing (a scratch purge) would read back as zeros, so opening a store checks
+Integrity: every chunk inside a shard carries a checksum verified on every read (zstd's frame checksum; a
+CRC-32C, zarr's ``crc32c`` codec, after any other compressor) and the shard index carries its own CRC-32C, so a
+byte flipped anywhere in a shard file fails the read; a shard file that is missing (a scratch purge) would read back as zeros, so opening a store checks
 every shard file against the size its marker recorded. A failure names the store, the shard, its rows and the
 command that rebuilds it (a rebuild redoes exactly the shards whose file no longer matches its marker: size, and
 the SHA-256 recorded at build time). A store written before chunks carried checksums (group attribute
@@ -64,7 +64,7 @@ ON_BAD = ("raise", "skip")
 #: Codec names accepted in ``DataConfig.codec`` (level from ``DataConfig.codec_level``).
 CODECS = ("none", "zstd", "blosc-lz4", "blosc-lz4hc", "blosc-zstd", "blosc-zstd-bitshuffle", "blosc-lz4-bitshuffle")
 BAD_COLUMNS = ["row", "dr8_id", "path", "reason"]
-#: Version of the on-disk format (group attribute ``format``); 2: every chunk carries a CRC-32C checksum.
+#: Version of the on-disk format (group attribute ``format``); 2: every chunk carries a checksum.
 STORE_FORMAT = 2
 
 
@@ -172,13 +172,14 @@ def _check_layout(cfg: DataConfig) -> None:
 
 
 def compressors_for(codec: str, level: int, checksum: bool = True) -> tuple | None:
-    """Zarr v3 compressor(s) for a :data:`CODECS` name, followed by a CRC-32C of the compressed bytes of every
-    chunk (``checksum``; zarr verifies it on every read). ``None`` = stored raw and unchecked."""
+    """Zarr v3 compressor(s) for a :data:`CODECS` name with a checksum of every chunk that is verified on every
+    read (``checksum``): zstd's own frame checksum (XXH64 of the data, the cheapest), else a CRC-32C of the
+    compressed bytes (zarr's ``crc32c`` codec). ``None`` = stored raw and unchecked."""
     checked = (zarr.codecs.Crc32cCodec(),) if checksum else ()
     if codec == "none":
         return checked or None
     if codec == "zstd":
-        return (zarr.codecs.ZstdCodec(level=level),) + checked
+        return (zarr.codecs.ZstdCodec(level=level, checksum=checksum),)
     if codec.startswith("blosc-"):
         cname, _, shuffle = codec.removeprefix("blosc-").partition("-")
         if codec in CODECS:
@@ -643,11 +644,16 @@ class Store:
             raise self._shard_error(problems)
 
     @functools.cached_property
+    def rows_sha256(self) -> str:
+        """SHA-256 of ``{split}.parquet`` as it is now (an edited label changes it)."""
+        return file_digest(self.paths["rows"])
+
+    @functools.cached_property
     def identity(self) -> str:
         """What the store holds: the SHA-256 of each shard file as built and of ``{split}.parquet`` as it is now
         (labels included), hashed; where it lies plays no part."""
         return config_hash({"config_hash": self.attrs["config_hash"], "shards": self.marker.get("shard_sha256"),
-                            "rows": file_digest(self.paths["rows"])})
+                            "rows": self.rows_sha256})
 
     def shard_digests(self, shards: Iterable[int]) -> list[str]:
         """The SHA-256 recorded at build time of each of ``shards`` (what a reader of them was made from)."""
@@ -708,7 +714,8 @@ class Store:
             try:
                 self.images[max(start, k * self._shard_images):min(stop, (k + 1) * self._shard_images)]
             except Exception as err:  # noqa: BLE001
-                raise self._shard_error({k: f"reading it failed ({type(err).__name__}: {err})"}) from err
+                raise self._shard_error({k: f"reading it failed: its bytes do not match their checksum or cannot "
+                                            f"be decoded ({type(err).__name__}: {err})"}) from err
         return self.images[start:stop]
 
 
