@@ -176,3 +176,78 @@ def test_missing_trailing_parts_are_named_from_the_recorded_plan(tiny_dataset, t
     with pytest.raises(UserError, match="made for another store"):
         check_completeness(trained_runs, pred, store=store_path)
     assert infer.main([*args, "--task-id", str(n_parts - 1)]) == 2  # and inference refuses to mix stores
+
+
+def test_status_dry_run_and_collect_agree_on_stale_damaged_and_missing_parts(tiny_dataset, trained_runs, tmp_path,
+                                                                             capsys):
+    """The same outputs judged three ways (make status, --dry-run, collect): the same parts are not done, for
+    the same reasons. Seed 1 is retrained in place (every part stale), part 0 of seed 0 has one byte changed
+    (same size), part 1 of seed 0 is deleted with its marker."""
+    from gcnn_spin.cluster import arrays
+
+    _, data_dir, _ = tiny_dataset
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_runs, runs)
+    store_path = data_dir / "stores" / "survey.zarr"
+    n_parts = len(infer.store_parts(open_store(store_path)))
+    pred, logs = tmp_path / "pred", tmp_path / "logs"
+    args = ["--store", str(store_path), "--runs", str(runs), "--out", str(pred), "--logs", str(logs),
+            "--cluster", "local", "-q"]
+    assert infer.main(["submit", *args, "--wait", "--timeout-min", "5"]) == 0
+    capsys.readouterr()
+
+    run1 = runs / "resnet18" / "seed1"
+    retrained = read_marker(run1)
+    retrained["provenance"]["time_utc"] = "2030-01-01T00:00:00+00:00"
+    write_json_atomic(marker_path(run1), retrained)
+    damaged = infer.part_path(pred, "resnet18", 0, 0)
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    missing = infer.part_path(pred, "resnet18", 0, 1)
+    missing.unlink()
+    marker_path(missing).unlink()
+    expected = {("resnet18/seed0/part-00000", "damaged"), ("resnet18/seed0/part-00001", "missing"),
+                *{(f"resnet18/seed1/part-{k:05d}", "stale") for k in range(n_parts)}}
+
+    assert infer.main([*args, "--dry-run"]) == 0
+    planned = {line.split()[1]: line.split("(", 1)[1].split(":")[0] for line in capsys.readouterr().out.splitlines()
+               if line.startswith("todo")}
+    assert set(planned.items()) == expected
+
+    assert arrays.main(["status", str(logs)]) == 1  # `make status STAGE=infer`: the log folder alone; 1: a failure
+    status = {line.split()[1]: line.split()[0] for line in capsys.readouterr().out.splitlines()[:-1]}
+    not_done = {task: state for task, state in status.items() if state != "done"}
+    assert set(not_done) == set(planned)
+    assert {t: s for t, s in not_done.items() if s in ("stale", "damaged")} == \
+        {t: s for t, s in planned.items() if s != "missing"}
+    assert not_done["resnet18/seed0/part-00001"] == "failed"  # its job finished without leaving the part
+
+    issues = check_completeness(runs, pred, store=store_path).issues
+    found = {(f"{i.model}/seed{i.seed}/part-{i.part:05d}",
+              "missing" if "part missing" in i.problem else i.problem.split(":")[0]) for i in issues}
+    assert found == expected
+
+    assert infer.main(["submit", *args, "--wait", "--timeout-min", "5"]) == 0  # redoes exactly those
+    assert f"{len(expected)} inference tasks submitted" in capsys.readouterr().out
+    assert check_completeness(runs, pred, store=store_path).issues == []
+
+
+def test_a_label_edited_in_a_store_makes_its_runs_and_their_parts_stale(tiny_dataset, trained_runs, tmp_path,
+                                                                        capsys):
+    """Identity is content: the same stores with one label changed are other stores, so the runs trained on
+    them are stale (named as such) and so is every part predicted by those runs."""
+    _, data_dir, overrides = tiny_dataset
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    logs = tmp_path / "logs"
+    args = train_stage_args(data, trained_runs, logs, overrides)
+    assert submit_train.main([*args, "--dry-run"]) == 0
+    assert "2 tasks: 2 done, 0 to run" in capsys.readouterr().out
+    rows_path = data / "stores" / "train.parquet"
+    rows = pd.read_parquet(rows_path)
+    rows.loc[rows.index[0], "p_cw"] = 1.0 - rows.loc[rows.index[0], "p_cw"]
+    rows.to_parquet(rows_path)
+    assert submit_train.main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 tasks: 0 done, 2 to run" in out and "(stale: made from " in out

@@ -232,8 +232,12 @@ def _now() -> str:
 
 
 def submit(tasks: Sequence[Task], executor: submitit.AutoExecutor, profile: ClusterProfile,
-           record: bool = True) -> Submission:
-    """Submit the tasks without a marker; write/merge ``<log_dir>/submission.json`` when ``record``."""
+           record: bool = True, command: Mapping[str, Any] | None = None) -> Submission:
+    """Submit the tasks that are not done; write/merge ``<log_dir>/submission.json`` when ``record``.
+
+    ``command``: the stage and command line that planned the tasks (:func:`gcnn_spin.cluster.stages.command`),
+    recorded so that ``status`` from the log folder alone judges the tasks as the stage does.
+    """
     check_tasks(tasks)
     done = {t.task_id: t.done for t in tasks}
     pending = [t for t in tasks if not done[t.task_id]]
@@ -270,12 +274,13 @@ def submit(tasks: Sequence[Task], executor: submitit.AutoExecutor, profile: Clus
     path = None
     if record:
         path = folder / SUBMISSION_FILE
-        _merge_record(path, executor.cluster, folder, tasks, entries, arrays)
+        _merge_record(path, executor.cluster, folder, tasks, entries, arrays, command)
     return Submission(jobs=jobs, skipped=skipped, record=path)
 
 
 def _merge_record(path: Path, backend: str, folder: Path, tasks: Sequence[Task],
-                  entries: Mapping[str, Mapping[str, Any]], arrays: list[dict[str, Any]]) -> None:
+                  entries: Mapping[str, Mapping[str, Any]], arrays: list[dict[str, Any]],
+                  command: Mapping[str, Any] | None = None) -> None:
     old = load_record(path.parent) if path.exists() else {}
     known = dict(old.get("tasks", {}))
     for task in tasks:  # tasks done before submission are listed too, so status can count them
@@ -287,6 +292,8 @@ def _merge_record(path: Path, backend: str, folder: Path, tasks: Sequence[Task],
         "updated_utc": _now(),
         "submissions": old.get("submissions", []) + ([{"time_utc": _now(), "arrays": arrays}] if arrays else []),
         "tasks": known,
+        **({"command": dict(command)} if command is not None else
+           {"command": old["command"]} if "command" in old else {}),
     })
 
 
@@ -411,7 +418,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli.add_debug(documented)
     args = parser.parse_args(argv)
     try:
-        report = status(args.log_dir)
+        recorded = load_record(args.log_dir).get("command")
+        tasks = None
+        if recorded is not None:  # the stage's own tasks, so identities are judged as --dry-run judges them
+            from .stages import recorded_tasks
+
+            tasks = recorded_tasks(recorded)
+        report = status(args.log_dir, tasks)
     except (FileNotFoundError, slurm.SlurmError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

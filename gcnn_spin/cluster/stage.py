@@ -91,7 +91,9 @@ def run_here(tasks: Sequence[arrays.Task], quiet: bool = False) -> None:
 
 
 def main(stage: Stage, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(stage, prog or f"python -m gcnn_spin.cluster.{stage.name}").parse_args(argv)
+    args.argv = argv
     try:
         profile = args.profile = load_cluster(args.cluster, args.cluster_overrides)
         tasks = stage.tasks(args)
@@ -149,8 +151,10 @@ def _run(stage: Stage, args: argparse.Namespace, tasks: list[arrays.Task], group
 def _submit(stage: Stage, args: argparse.Namespace, tasks: list[arrays.Task], profile) -> int:
     from .executor import make_executor
 
+    from .stages import command
+
     executor = make_executor(profile, args.logs, job_name=f"gcnn_spin-{stage.name}")
-    submission = arrays.submit(tasks, executor, profile)
+    submission = arrays.submit(tasks, executor, profile, command=command(stage.name, args.argv))
     print(f"{len(submission.jobs)} {stage.noun} tasks submitted ({executor.cluster}), {len(submission.skipped)} "
           f"already complete")
     array_ids = sorted({job.job_id.split("_")[0] for job in submission.job_list})

@@ -341,11 +341,12 @@ def build_stores(out: Path, catalogue: pd.DataFrame, survey: Callable[[], pd.Dat
         path = store_path(out, split)
         try:
             summaries[split] = build_store(path, rows, source, margin=split != "survey", cfg=cfg, workers=workers,
-                                           on_bad=on_bad, oversample=store_oversample(split, cfg))
+                                           on_bad=on_bad, oversample=store_oversample(split, cfg), progress=progress)
         except StoreError as err:  # built from an older catalogue: its rows changed, so it is stale
             log.warning("%s; rebuilding it from the current catalogue", err)
             summaries[split] = build_store(path, rows, source, margin=split != "survey", cfg=cfg, workers=workers,
-                                           on_bad=on_bad, overwrite=True, oversample=store_oversample(split, cfg))
+                                           on_bad=on_bad, overwrite=True, oversample=store_oversample(split, cfg),
+                                           progress=progress)
         log.info("store %s: %s", split, {k: v for k, v in summaries[split].items() if not isinstance(v, list)})
     return summaries
 
