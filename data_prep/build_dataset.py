@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--on-bad", choices=("raise", "skip"), default="raise",
                    help="bad input rows/images: stop naming them, or skip them with a report "
                         "(default: %(default)s)")
-    p.add_argument("--workers", type=int, default=1, help="store-building processes (default: %(default)s)")
+    p.add_argument("--workers", type=cli.at_least(1, "--workers"), default=1, help="store-building processes (default: %(default)s)")
     p.add_argument("--stores", default=",".join(pipeline.STORE_SPLITS),
                    help="comma-separated stores to build, '' for none (default: %(default)s)")
     p.add_argument("--sdss-url", help="SkyServer base URL (default: astroquery's)")

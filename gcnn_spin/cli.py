@@ -5,16 +5,37 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 
-from .errors import DEBUG_FLAG, DEBUG_VARIABLE
+from .errors import DEBUG_FLAG, DEBUG_VARIABLE, UserError
 
 TASK_ID_VARIABLE = "SLURM_ARRAY_TASK_ID"
 
 
 def env_task_id() -> int | None:
-    """``$SLURM_ARRAY_TASK_ID`` as an int, or ``None`` outside an array job."""
+    """``$SLURM_ARRAY_TASK_ID`` as an int, or ``None`` outside an array job; anything else is a :class:`UserError`."""
     value = os.environ.get(TASK_ID_VARIABLE, "").strip()
-    return int(value) if value else None
+    if not value:
+        return None
+    if not value.isdigit():
+        raise UserError(f"${TASK_ID_VARIABLE}={value!r} is not an array task number (an integer >= 0); unset it "
+                        "or pass --task-id K")
+    return int(value)
+
+
+def at_least(minimum: int, flag: str) -> Callable[[str], int]:
+    """``type=`` of a count flag: an integer >= ``minimum``, else a :class:`UserError` naming ``flag`` and the
+    value (one line, exit 2, like every other bad input; argparse's own error would print the usage too)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise UserError(f"{flag} {text}: expected an integer >= {minimum}")
+        return value
+
+    return parse
 
 
 def add_dry_run(parser: argparse.ArgumentParser, what: str = "list what would be done; change nothing") -> None:
@@ -32,7 +53,8 @@ def add_debug(parser: argparse.ArgumentParser) -> None:
 
 
 def add_batch_size(parser: argparse.ArgumentParser, default: int, what: str = "images per forward batch") -> None:
-    parser.add_argument("--batch-size", type=int, default=default, help=f"{what} (default: {default})")
+    parser.add_argument("--batch-size", type=at_least(1, "--batch-size"), default=default,
+                        help=f"{what} (default: {default})")
 
 
 def add_config(parser: argparse.ArgumentParser, default: str = "experiment") -> None:
@@ -43,7 +65,7 @@ def add_config(parser: argparse.ArgumentParser, default: str = "experiment") -> 
 
 
 def add_task_id(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task-id", type=int, default=env_task_id(),
+    parser.add_argument("--task-id", type=at_least(0, "--task-id"), default=env_task_id(),
                         help=f"run only array task K (default: ${TASK_ID_VARIABLE}; with neither, every task "
                              "in turn)")
 

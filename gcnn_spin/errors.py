@@ -10,7 +10,9 @@ environment shows the traceback as well.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +30,26 @@ class UserError(Exception):
 
 class InputError(UserError):
     """An input file that exists but cannot be read as what it should be (corrupt, truncated, wrong format)."""
+
+
+class DiskFullError(UserError):
+    """A write failed for want of space (``ENOSPC``) or quota (``EDQUOT``): what was being written and what is left."""
+
+
+DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def disk_full(err: OSError, target: str | os.PathLike | None = None) -> DiskFullError:
+    """The one-line error for a full disk while writing ``target`` (default: the file the error names)."""
+    target = Path(target or err.filename or os.getcwd())
+    folder = next((p for p in (target, *target.parents) if p.exists()), Path(os.getcwd()))
+    try:
+        left = f"{shutil.disk_usage(folder).free / 1e9:.2f} GB left on the file system of {folder}"
+    except OSError:
+        left = f"free space of {folder} unknown"
+    reason = "quota exceeded" if err.errno != errno.ENOSPC else "disk full"
+    return DiskFullError(f"{reason} while writing {target} ({left}); free some space or write elsewhere, then rerun "
+                         "(finished outputs are kept, the unfinished one is redone)")
 
 
 @contextlib.contextmanager
@@ -72,7 +94,12 @@ def run_command(main: Callable[..., int | None], argv: Sequence[str] | None = No
     debug = debug_requested(argv)
     argv = [a for a in argv if a != DEBUG_FLAG]
     try:
-        code = main(argv)
+        try:
+            code = main(argv)
+        except OSError as err:
+            if err.errno in DISK_FULL and not isinstance(err, UserError):
+                raise disk_full(err) from err
+            raise
     except USER_ERRORS as err:
         if debug:
             traceback.print_exc()

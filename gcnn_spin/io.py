@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import reading
+from .errors import DISK_FULL, disk_full, reading
 
 MARKER_SUFFIX = ".done"
 #: The marker key holding the SHA-256 of a file output.
@@ -34,7 +34,8 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a unique temporary path next to ``target``; on success fsync it, ``os.replace`` it onto ``target``
     and fsync the directory.
 
-    On an exception the temporary file is removed and ``target`` is untouched.
+    On an exception the temporary file is removed and ``target`` is untouched; a full disk becomes a
+    :class:`~gcnn_spin.errors.DiskFullError` naming ``target`` and the space left.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -46,9 +47,11 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         fsync_file(tmp_path)
         os.replace(tmp_path, target)
         fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(err, OSError) and err.errno in DISK_FULL:
+            raise disk_full(err, target) from err
         raise
 
 

@@ -29,7 +29,8 @@ from .crop import crop_for
 from .errors import UserError
 from .evaluate import evaluate_run
 from .artifacts import verdict
-from .io import atomic_path, config_hash, marker_path, remove_stale_temporaries, write_json_atomic, write_marker
+from .io import (atomic_path, config_hash, marker_path, read_marker, remove_stale_temporaries, write_json_atomic,
+                 write_marker)
 from .metrics import n_correct, soft_cross_entropy
 from .runtime import autocast, channels_last, pick_device, set_cpu_threads
 
@@ -76,11 +77,12 @@ def training_stores(data_dir: str | Path) -> dict[str, Any]:
     return {split: open_store(layout.store_path(data_dir, split)) for split in TRAINING_SPLITS}
 
 
-def check_run(model: str, seed: int, cfg: ExperimentConfig) -> None:
-    """Refuse a run no stage could use: an unknown model, a seed that names no folder, zero epochs."""
+def check_run(model: str, seed: int, cfg: ExperimentConfig, seed_from: str = "grid.seeds") -> None:
+    """Refuse a run no stage could use: an unknown model, a seed that names no folder (``seed_from``: where the
+    seed came from, for the message), zero epochs, a batch size below 1."""
     if model not in models.names():
         raise UserError(f"unknown model {model!r}; valid: {', '.join(models.names())}")
-    layout.check_seed(seed, "grid.seeds")
+    layout.check_seed(seed, seed_from)
     epochs = cfg.train.epochs_for(model)
     if epochs < 1:
         raise UserError(f"train.epochs={epochs} for {model}: a run needs at least one epoch (it would be marked "
@@ -178,6 +180,7 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
     out = Path(out_dir)
     cfg = spec.experiment
     check_run(spec.model, spec.seed, cfg)
+    read_marker(out)  # an unreadable marker is named (with what to do) before anything else
     stores = training_stores(spec.data_dir)
     run_config = spec.identity(stores)
     run_hash = config_hash(run_config)
@@ -282,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = load_experiment(args.config, args.overrides)
-    check_run(args.model, args.seed, cfg)
+    check_run(args.model, args.seed, cfg, "--seed")
     spec = RunSpec(model=args.model, seed=args.seed, data_dir=str(Path(args.data).resolve()), experiment=cfg)
     try:
         out = train(spec, args.out, resume=args.resume, device=args.device, progress=not args.quiet)

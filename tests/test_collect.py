@@ -59,7 +59,7 @@ def write_run(root, model, seed, *, val=(0.6, 0.84), test=(0.38, 0.94), rotate=T
                "train_seconds": 30.0, **(extra_metrics or {})}
     write_json_atomic(run / "metrics.json", metrics)
     if marker:
-        write_marker(run, {"model": model, "seed": seed}, model=model, seed=seed)
+        write_marker(run, {"model": model, "seed": seed}, model=model, seed=seed, epochs=epochs)
     return run
 
 
@@ -410,3 +410,22 @@ def test_a_failing_figure_is_reported_and_the_tables_still_written(tmp_path, stu
     report = outcome.report.read_text()
     assert "Figures that could not be drawn: confusion_matrices.png: RuntimeError: no ink" in report
     assert (tmp_path / "results" / "figures" / "training_curves.png").exists()
+
+
+def test_a_mean_over_seeds_trained_for_different_epochs_or_configs_is_noted(tmp_path, capsys):
+    runs, preds = tmp_path / "runs", tmp_path / "predictions"
+    for seed, epochs in enumerate([3, 3, 5]):
+        write_run(runs, "resnet18", seed, epochs=epochs)
+    write_run(runs, "g_resnet18", 0)
+    other = write_run(runs, "g_resnet18", 1)
+    config = json.loads((other / "config.json").read_text())
+    config["experiment"]["train"]["lr"] = 0.5
+    write_json_atomic(other / "config.json", config)
+    notes = check_completeness(runs).notes
+    assert notes == ["resnet18: its seeds were trained for different numbers of epochs (seed0: 3, seed1: 3, "
+                     "seed2: 5); the means mix them",
+                     "g_resnet18: its seeds were trained with 2 different configs (seeds 0 | 1); the means mix them"]
+    assert main(["--runs", str(runs), "--out", str(tmp_path / "results"), "--no-figures", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "note: resnet18: its seeds were trained for different numbers of epochs" in err
+    assert "Means over members that differ: resnet18" in (tmp_path / "results" / "report.md").read_text()

@@ -49,6 +49,20 @@ BAD_CALLS = {
                               r"delete {tmp}/runs/resnet18/seed0.done \(its output is then redone\)"),
     "infer: missing store": (["-m", "gcnn_spin.cluster.infer", "--store", "{tmp}/survey.zarr", "--runs",
                               "{tmp}/runs", "--out", "{tmp}/pred", "--task-id", "0"], "{tmp}/survey.zarr"),
+    "train: zero epochs": (TRAIN + ["--data", "{tmp}", "--set", "train.epochs=0"],
+                           "train.epochs=0 for resnet18: a run needs at least one epoch"),
+    "train: negative seed": (["-m", "gcnn_spin.train", "--model", "resnet18", "--seed", "-1", "--data", "{tmp}",
+                              "--out", "{tmp}/run"], r"--seed: -1 is not a seed \(an integer >= 0"),
+    "submit_train: grid.seeds=[-1]": (["-m", "gcnn_spin.cluster.submit_train", "--data", "{tmp}", "--cluster",
+                                       "local", "--dry-run", "--set", "grid.seeds=[-1]"],
+                                      r"grid.seeds: -1 is not a seed \(an integer >= 0 naming a seed\{k\} folder\)"),
+    "infer: negative --batch-size": (["-m", "gcnn_spin.cluster.infer", "--store", "{tmp}/survey.zarr",
+                                      "--batch-size", "-5"], "--batch-size -5: expected an integer >= 1"),
+    "rotation study: --n-images 0": (["analysis/rotation_study.py", "--runs", "{tmp}/runs", "--n-images", "0"],
+                                     "--n-images 0: expected an integer >= 1"),
+    "build_store: --task-id abc": (["data_prep/build_store.py", "--rows", "{tmp}/garbage.parquet", "--images",
+                                    "{tmp}", "--out", "{tmp}/stores/train.zarr", "--task-id", "abc"],
+                                   "--task-id abc: expected an integer >= 0"),
     "status: nothing submitted": (["-m", "gcnn_spin.cluster.arrays", "status", "{tmp}"], "no submission.json"),
     "python -m on a package": (["-m", "gcnn_spin.cluster"], "gcnn_spin.cluster is not a command; the commands are"),
     "python -m on a library module": (["-m", "gcnn_spin.evaluate"], "gcnn_spin.evaluate is not a command"),
@@ -86,6 +100,59 @@ def test_a_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path, call):
     assert out.returncode == EXIT_USER_ERROR, out.stderr
     assert "Traceback" not in out.stderr and len(lines) == 1, out.stderr
     assert re.search(says.replace("{tmp}", re.escape(str(tmp_path))), lines[0]), lines[0]
+
+
+@pytest.mark.slow
+def test_a_task_id_variable_that_is_not_a_number_is_one_line(tmp_path):
+    out = run_command_line(["-m", "gcnn_spin.cluster.infer", "--store", "{tmp}/survey.zarr"], tmp_path,
+                           env={"SLURM_ARRAY_TASK_ID": "3a"})
+    assert out.returncode == EXIT_USER_ERROR and out.stderr.splitlines() == [
+        "error: $SLURM_ARRAY_TASK_ID='3a' is not an array task number (an integer >= 0); unset it or pass --task-id K"]
+
+
+@pytest.mark.parametrize("how", ["a write that fills the disk", "the rename of a finished write"])
+def test_a_full_disk_is_one_line_naming_what_was_written_and_the_space_left(tmp_path, monkeypatch, capsys, how):
+    """ENOSPC simulated where a full disk strikes: a write through atomic_path, or anywhere else in a command."""
+    import errno
+
+    import gcnn_spin.io as io
+    from gcnn_spin.errors import run_command
+
+    target = tmp_path / "results" / "table.json"
+
+    def main(argv):
+        if how == "a write that fills the disk":
+            monkeypatch.setattr(io.Path, "write_text", lambda *a, **k: (_ for _ in ()).throw(
+                OSError(errno.ENOSPC, "No space left on device")))
+            io.write_json_atomic(target, {"a": 1})
+        else:
+            monkeypatch.setattr(io.os, "replace", lambda *a: (_ for _ in ()).throw(
+                OSError(errno.ENOSPC, "No space left on device", str(target))))
+            io.write_json_atomic(target, {"a": 1})
+        return 0
+
+    with pytest.raises(SystemExit) as exit_:
+        run_command(main, [])
+    assert exit_.value.code == EXIT_USER_ERROR
+    (line,) = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(rf"error: disk full while writing {re.escape(str(target))} \([\d.]+ GB left on the file "
+                        rf"system of {re.escape(str(target.parent))}\); free some space or write elsewhere, then "
+                        r"rerun \(finished outputs are kept, the unfinished one is redone\)", line), line
+    assert list(target.parent.iterdir()) == []  # no temporary file left behind
+
+
+def test_a_full_disk_outside_an_atomic_write_names_the_file(tmp_path, capsys):
+    import errno
+
+    from gcnn_spin.errors import run_command
+
+    def main(argv):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "store.zarr" / "c" / "0"))
+
+    with pytest.raises(SystemExit):
+        run_command(main, [])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: disk full while writing {tmp_path / 'store.zarr' / 'c' / '0'} (")
 
 
 def test_debug_shows_the_traceback(tmp_path):

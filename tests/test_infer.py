@@ -198,7 +198,7 @@ def test_status_dry_run_and_collect_agree_on_stale_damaged_and_missing_parts(tin
 
     run1 = runs / "resnet18" / "seed1"
     retrained = read_marker(run1)
-    retrained["provenance"]["time_utc"] = "2030-01-01T00:00:00+00:00"
+    retrained["provenance"]["time_utc"] = "2031-06-01T00:00:00+00:00"  # unlike any other test's
     write_json_atomic(marker_path(run1), retrained)
     damaged = infer.part_path(pred, "resnet18", 0, 0)
     data = bytearray(damaged.read_bytes())

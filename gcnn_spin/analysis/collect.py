@@ -185,6 +185,8 @@ def dry_run(settings: Settings) -> int:
           f"{found.parts_source}); would write {settings.out}")
     for issue in found.issues:
         print(f"  incomplete: {issue.describe()}")
+    for note in found.notes:
+        print(f"  note: {note}")
     return 0
 
 
@@ -204,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if not args.quiet:
         print(f"{outcome.report}: {len(outcome.tables)} tables, {len(outcome.figures)} figures")
+    for note in outcome.completeness.notes:
+        print(f"note: {note}", file=sys.stderr)
     if outcome.issues:
         verb = "left out (--allow-partial)" if settings.allow_partial else "incomplete"
         print(f"{len(outcome.issues)} {verb}:", file=sys.stderr)

@@ -138,8 +138,9 @@ def _identify(candidate: Path) -> tuple[str, int, str]:
         return model, seed, ""
     try:
         marker = read_marker(candidate) or {}
-        return str(marker["model"]), int(marker["seed"]), ""
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        return (layout.check_name(marker["model"], "the marker's model"),
+                layout.check_seed(marker["seed"], "the marker's seed"), "")
+    except (OSError, ValueError, KeyError, TypeError, UserError) as err:
         return model, seed, (f"marker {marker_path(candidate).name} unreadable or without model and seed "
                              f"({type(err).__name__}: {err})")
 
@@ -327,7 +328,8 @@ def default_log_folders(*roots: str | Path | None) -> list[Path]:
 
 @dataclasses.dataclass
 class Completeness:
-    """Everything found and everything missing. ``incomplete(kind)`` maps a label to its members left out."""
+    """Everything found and everything missing. ``incomplete(kind)`` maps a label to its members left out;
+    ``notes``: models whose complete seeds differ in epochs or config (their means mix them)."""
 
     runs: list[Run]
     predictions: list[PredictionSet]
@@ -335,6 +337,7 @@ class Completeness:
     n_parts: int
     parts_source: str
     labels_of_predictions: dict[tuple[str, int], str]  # (dir_name, seed) -> table label
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def complete_runs(self) -> list[Run]:
         return [r for r in self.runs if r.complete]
@@ -355,6 +358,35 @@ class Completeness:
             if label in with_predictions:
                 out.setdefault(label, []).extend(items)
         return out
+
+
+def mixed_members(runs: Iterable[Run]) -> list[str]:
+    """One note per table label whose complete seeds were trained for different numbers of epochs or with
+    another science config (``config.json``'s ``experiment``, the seed aside): a mean over them mixes them."""
+    groups: dict[str, list[tuple[int, Any, str]]] = {}
+    for run in runs:
+        if not run.complete:
+            continue
+        marker = read_marker(run.path) or {}
+        try:
+            experiment = json.loads((run.path / "config.json").read_text()).get("experiment", {})
+        except (OSError, ValueError, AttributeError):
+            experiment = {}
+        experiment = {k: v for k, v in experiment.items() if k != "grid"}  # the grid lists seeds, not settings
+        groups.setdefault(run.label, []).append((run.seed, marker.get("epochs"), json.dumps(experiment,
+                                                                                             sort_keys=True)))
+    notes = []
+    for label, members in groups.items():
+        if len({epochs for _, epochs, _ in members}) > 1:
+            notes.append(f"{label}: its seeds were trained for different numbers of epochs ("
+                         + ", ".join(f"seed{seed}: {epochs}" for seed, epochs, _ in members) + "); the means mix them")
+        configs = list(dict.fromkeys(config for _, _, config in sorted(members)))  # in seed order
+        if len(configs) > 1:
+            by_config = {c: [seed for seed, _, cc in members if cc == c] for c in configs}
+            notes.append(f"{label}: its seeds were trained with {len(configs)} different configs (seeds "
+                         + " | ".join(", ".join(map(str, sorted(v))) for v in by_config.values())
+                         + "); the means mix them")
+    return notes
 
 
 def group_issues(issues: Iterable[Issue], kinds: tuple[str, ...]) -> dict[str, list[str]]:
@@ -441,4 +473,4 @@ def check_completeness(runs_root: str | Path, pred_root: str | Path | None = Non
         if r.complete and r.dir_name in dirs_with_predictions and (r.dir_name, r.seed) not in have:
             issues.append(Issue("predictions", r.label, r.seed, "no survey predictions for this finished run"))
             labels[(r.dir_name, r.seed)] = r.label
-    return Completeness(runs, sets, issues, total, source, labels)
+    return Completeness(runs, sets, issues, total, source, labels, mixed_members(runs))

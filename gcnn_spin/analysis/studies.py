@@ -133,14 +133,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     rot = parser.add_argument_group("rotation study")
     rot.add_argument("--data", default=None, help="dataset folder holding stores/test.zarr")
     rot.add_argument("--store", default=None, help="test store (default: DATA/stores/test.zarr)")
-    rot.add_argument("--n-images", type=int, default=1000, help="test images to study (default: 1000)")
-    rot.add_argument("--passes", type=int, default=rotation.N_PASSES,
+    rot.add_argument("--n-images", type=cli.at_least(1, "--n-images"), default=1000, help="test images to study (default: 1000)")
+    rot.add_argument("--passes", type=cli.at_least(1, "--passes"), default=rotation.N_PASSES,
                      help=f"MC-dropout passes per angle (default: {rotation.N_PASSES})")
     rot.add_argument("--select-seed", type=int, default=0, help="seed of the image selection (default: 0)")
     cli.add_batch_size(rot, 8, "test images per forward batch (x 9 angles x passes)")
     cli.add_device(rot)
     rec = parser.add_argument_group("recovery study")
-    rec.add_argument("--draws", type=int, default=recovery.N_DRAWS,
+    rec.add_argument("--draws", type=cli.at_least(1, "--draws"), default=recovery.N_DRAWS,
                      help=f"resampled sets per CVS level (default: {recovery.N_DRAWS})")
     rec.add_argument("--resample-seed", type=int, default=0, help="seed of the resampling (default: 0)")
 

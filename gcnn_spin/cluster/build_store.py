@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cli.add_config(parser)
     parser.add_argument("--cutout-size", type=int, default=CUTOUT_SIZE, help="expected JPEG side (default 424)")
     parser.add_argument("--on-bad", choices=ON_BAD, default="raise", help="bad images: stop, or zero + list them")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=cli.at_least(1, "--workers"), default=1,
                         help="processes building shards in parallel (`run` without --task-id; default: 1)")
     parser.add_argument("--overwrite", action="store_true", help="delete a store made for other rows/config first")
 

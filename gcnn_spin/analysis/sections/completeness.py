@@ -24,6 +24,8 @@ def completeness_section(out: Output, completeness: Completeness, issues: Sequen
     policy = ALLOW_PARTIAL if out.allow_partial else STRICT
     text = (f"{n_done} of {n_runs} runs complete; {len(completeness.predictions)} prediction sets, "
             f"{completeness.n_parts} parts each expected (from {completeness.parts_source}). {policy}")
+    if completeness.notes:
+        text += "\n\nMeans over members that differ: " + "; ".join(completeness.notes) + "."
     written = Written(Section("Completeness", text))
     if issues:
         frame = pd.DataFrame([i.as_dict() for i in issues])[["kind", "model", "seed", "part", "problem", "log"]]

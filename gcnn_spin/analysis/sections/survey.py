@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from ...errors import reading
-from ...io import config_hash, marker_path, write_json_atomic
+from ...io import DIGEST_KEY, config_hash, read_marker, write_json_atomic
 from .. import figures, survey
 from ..report import Section
 from ..runs import Completeness, PredictionSet, model_order
@@ -36,10 +36,12 @@ class SurveyResult:
 
 
 def survey_seed(out: Output, label: str, pset: PredictionSet, n_parts: int, progress: bool = True) -> dict[str, Any]:
-    """Counts, CVS, sky split and dipole of one prediction set, cached in ``RESULTS/cache/survey`` while its
-    parts' markers are unchanged."""
+    """Counts, CVS, sky split and dipole of one prediction set, cached in ``RESULTS/cache/survey``; the entry's
+    identity is its inputs: each part's name, identity and content digest as its marker records them (the
+    completeness check has verified them against the bytes)."""
     parts = [p for i, p in pset.done.items() if i < n_parts]
-    identity = config_hash([(p.name, marker_path(p).read_text()) for p in parts])
+    markers = [read_marker(p) or {} for p in parts]
+    identity = config_hash([(p.name, m.get("config_hash"), m.get(DIGEST_KEY)) for p, m in zip(parts, markers)])
     cache = out.root / "cache" / "survey" / label / f"seed{pset.seed}.json"
     if cache.exists():
         with reading(cache, "survey cache entry", f"delete {cache} and rerun (it is recomputed from the parts)"):
