@@ -18,11 +18,12 @@ TRUE_COLUMNS = ["p_cw_true", "p_acw_true", "p_other_true"]
 
 
 def evaluate_store(module: torch.nn.Module, store_path: Path, device: torch.device, batch_size: int = 256,
-                   desc: str = "evaluate"):
+                   desc: str = "evaluate", progress: bool = True):
     """Per-galaxy probabilities and the metrics of one labelled store. Returns ``(table, metrics)``."""
     from .predict import predict_probabilities
 
-    table = predict_probabilities(module, store_path, batch_size=batch_size, device=device, desc=desc)
+    table = predict_probabilities(module, store_path, batch_size=batch_size, device=device, desc=desc,
+                                  progress=progress)
     missing = [c for c in TRUE_COLUMNS if c not in table]
     if missing:
         raise ValueError(f"{store_path} has no labels ({missing}); evaluation needs a labelled store")
@@ -56,12 +57,13 @@ def equivariance_errors(module: torch.nn.Module, store_path: Path, device: torch
 
 
 def evaluate_run(run_dir: Path, spec, module: torch.nn.Module, device: torch.device,
-                 history: list[dict[str, Any]]) -> dict[str, Any]:
+                 history: list[dict[str, Any]], progress: bool = True) -> dict[str, Any]:
     """Evaluate the exported ``module`` on val and test; write ``test_predictions.parquet`` and ``metrics.json``."""
     val_store, test_store = (layout.store_path(spec.data_dir, split) for split in ("val", "test"))
     batch_size = max(spec.experiment.train.batch_size, 128)
-    _, val = evaluate_store(module, val_store, device, batch_size, desc=f"{spec.model} val")
-    test_table, test = evaluate_store(module, test_store, device, batch_size, desc=f"{spec.model} test")
+    _, val = evaluate_store(module, val_store, device, batch_size, desc=f"{spec.model} val", progress=progress)
+    test_table, test = evaluate_store(module, test_store, device, batch_size, desc=f"{spec.model} test",
+                                      progress=progress)
     write_parquet_atomic(test_table, run_dir / "test_predictions.parquet")
     errors = equivariance_errors(module, test_store, device)
     best = min(history, key=lambda row: row["val_loss"]) if history else {}

@@ -260,7 +260,7 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
 
     exported = models.export(model.eval())
     models.save_exported(exported, out / "model_export.pt")
-    metrics = evaluate_run(out, spec, exported, dev, history)
+    metrics = evaluate_run(out, spec, exported, dev, history, progress=progress)
     write_marker(out, run_config, model=spec.model, seed=spec.seed, epochs=n_epochs,
                  test_accuracy=metrics["test"]["accuracy"])
     return out

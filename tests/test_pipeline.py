@@ -88,7 +88,7 @@ def fake_store(monkeypatch):
 
     calls = []
 
-    def build_store(path, rows, source, *, margin, cfg, workers=1, on_bad="raise", oversample=1):
+    def build_store(path, rows, source, *, margin, cfg, workers=1, on_bad="raise", oversample=1, progress=True):
         bad = []
         for dr8_id in rows["dr8_id"]:
             try:
@@ -113,6 +113,7 @@ def test_end_to_end_with_real_stores(tmp_path):
     code, stdout, stderr = run_cli(args(tmp_path / "raw", out, "--images", str(tmp_path / "raw"),
                                         "--sdss-photometry", str(tmp_path / "raw" / "sdss_photometry.csv")))
     assert code == 0, stderr
+    assert "%|" not in stderr  # -q: no progress bar, the store builder's included
     assert "| Galaxy Zoo 1 | 40 |" in stdout
     cat = pd.read_parquet(out / "catalogue.parquet")
     assert len(cat) == N_GZ1 and list(cat.columns[:16]) == [
@@ -181,6 +182,18 @@ def test_rerun_reuses_every_stage(tmp_path, fake_store):
     os.utime(inputs.sdss_photometry, ns=(1, 1))
     third = pipeline.build_dataset(out, inputs, CFG, progress=False)
     assert third["reused"] == {"gz1": True, "crossmatch": True, "sdss": False, "catalogue": False, "survey": False}
+    # a label edited in the catalogue after the build: named as changed, and the stage and those after it redone
+    catalogue = pd.read_parquet(out / "catalogue.parquet")
+    edited = catalogue.copy()
+    edited.loc[edited.index[0], "p_cw"] = 1.0 - edited.loc[edited.index[0], "p_cw"]
+    edited.to_parquet(out / "catalogue.parquet", index=False)
+    plan = pipeline.plan(out, inputs, CFG).set_index("stage")["status"]
+    assert plan["catalogue"].startswith("to run (damaged: catalogue.parquet changed after it was written (SHA-256 ")
+    fake_store.clear()
+    fourth = pipeline.build_dataset(out, inputs, CFG, progress=False)
+    assert fourth["reused"]["catalogue"] is False
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "catalogue.parquet"), catalogue)
+    assert [c["split"] for c in fake_store] == ["train", "val", "test", "survey"]  # every store asked again
 
 
 def test_crash_before_marker_reruns_cleanly(tmp_path, fake_store, monkeypatch):

@@ -144,3 +144,16 @@ def test_cli_help():
     with pytest.raises(SystemExit) as exit_info:
         train_mod.main(["--help"])
     assert exit_info.value.code == 0
+
+
+def test_quiet_training_shows_no_progress_bar_and_zero_epochs_are_refused(tiny_dataset, tmp_path, capfd):
+    from gcnn_spin.errors import UserError
+
+    _, data_dir, overrides = tiny_dataset
+    settings = [a for o in [*overrides, "train.epochs=1"] for a in ("--set", o)]
+    common = ["--model", "resnet18", "--seed", "0", "--data", str(data_dir), "--config", "demo", *settings]
+    assert train_mod.main([*common, "--out", str(tmp_path / "run"), "-q"]) == 0
+    assert "%|" not in capfd.readouterr().err  # neither the epoch bar nor the evaluation's
+    with pytest.raises(UserError, match=r"train.epochs=0 for resnet18: a run needs at least one epoch"):
+        train_mod.main([*common, "--set", "train.epochs=0", "--out", str(tmp_path / "zero")])
+    assert not (tmp_path / "zero").exists() and not marker_path(tmp_path / "zero").exists()
