@@ -64,14 +64,14 @@ def evaluate_run(run_dir: Path, spec, module: torch.nn.Module, device: torch.dev
     _, val = evaluate_store(module, val_store, device, batch_size, desc=f"{spec.model} val", progress=progress)
     test_table, test = evaluate_store(module, test_store, device, batch_size, desc=f"{spec.model} test",
                                       progress=progress)
-    write_parquet_atomic(test_table, run_dir / "test_predictions.parquet")
+    write_parquet_atomic(test_table, run_dir / layout.RUN_TEST_PREDICTIONS)
     errors = equivariance_errors(module, test_store, device)
     best = min(history, key=lambda row: row["val_loss"]) if history else {}
     metrics = {"model": spec.model, "seed": spec.seed, "epochs": len(history), "val": val, "test": test,
                "best_val_epoch": best.get("epoch"), "equivariance_error": errors["mirror"],
                "equivariance": errors,
                "train_seconds": float(np.sum([row["seconds"] for row in history])) if history else 0.0}
-    write_json_atomic(run_dir / "metrics.json", metrics)
+    write_json_atomic(run_dir / layout.RUN_METRICS, metrics)
     return metrics
 
 

@@ -72,6 +72,23 @@ def shard_output(store: str | Path, shard: int) -> Path:
     return store.with_name(store.name + ".shards") / f"shard-{shard:05d}"
 
 
+#: The files of a run folder ``RUNS/{model}/seed{k}/`` (written by :mod:`gcnn_spin.train`), named here only.
+RUN_CONFIG = "config.json"  # resolved experiment, model, seed and the stores' identities
+RUN_HISTORY = "history.csv"
+RUN_CHECKPOINT = "checkpoint.pt"
+RUN_EXPORT = "model_export.pt"  # the exported plain-PyTorch module every inference loads
+RUN_METRICS = "metrics.json"
+RUN_TEST_PREDICTIONS = "test_predictions.parquet"
+#: What a finished run must hold for the tables (besides its marker).
+RUN_RESULTS = (RUN_METRICS, RUN_HISTORY, RUN_TEST_PREDICTIONS)
+
+
+def run_identity(marker: dict) -> dict:
+    """What ties an output to one training of a run, from its marker: its config hash (model, seed, config and
+    the stores it trained on) and completion time; a run retrained in place gets a new identity."""
+    return {"config_hash": marker.get("config_hash"), "completed_utc": marker.get("provenance", {}).get("time_utc")}
+
+
 def run_dir(runs: str | Path, model: str, seed: int) -> Path:
     """``RUNS/{model}/seed{k}``."""
     return Path(runs) / check_name(model) / f"seed{check_seed(seed)}"
@@ -133,12 +150,8 @@ class FinishedRun:
 
     @property
     def identity(self) -> dict:
-        """What ties an output to this training of the run: its config hash and completion time.
-
-        A run retrained in place gets a new identity, so outputs made from the old weights count as stale.
-        """
-        return {"config_hash": self.marker.get("config_hash"),
-                "completed_utc": self.marker.get("provenance", {}).get("time_utc")}
+        """:func:`run_identity` of this run's marker (outputs made from older weights count as stale)."""
+        return run_identity(self.marker)
 
 
 def read_run_marker(path: Path) -> FinishedRun | None:

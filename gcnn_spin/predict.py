@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import cli
+from . import cli, layout
 from .crop import crop_for
 from .io import write_parquet_atomic
 from .runtime import autocast, pick_device
@@ -28,7 +28,7 @@ LABEL_COLUMNS = ("p_cw", "p_acw", "p_other")
 
 def load_exported(run_dir: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The exported module of a finished run, in eval mode on ``device``."""
-    path = Path(run_dir) / "model_export.pt"
+    path = Path(run_dir) / layout.RUN_EXPORT
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: has the run at {run_dir} finished training?")
     from .models import load_exported as load_module

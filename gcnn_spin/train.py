@@ -191,9 +191,9 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
     if found.state == "stale":  # a finished run made from other settings or data: train it again from scratch
         log.warning("%s: %s; training it again", out, found)
         marker_path(out).unlink()
-        (out / "checkpoint.pt").unlink(missing_ok=True)
+        (out / layout.RUN_CHECKPOINT).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", {**run_config, "config_hash": run_hash, "data_dir": str(spec.data_dir)})
+    write_json_atomic(out / layout.RUN_CONFIG, {**run_config, "config_hash": run_hash, "data_dir": str(spec.data_dir)})
 
     dev = pick_device(device)
     set_cpu_threads(cfg.train.num_threads)
@@ -211,7 +211,7 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
     val_loader = StoreLoader(val_store, batch_size=cfg.train.batch_size, shuffle=False, seed=spec.seed,
                              image_size=image_size, rotate=False, device=dev)
 
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_path = out / layout.RUN_CHECKPOINT
     remove_stale_temporaries(ckpt_path)  # a task killed while saving leaves one; the run's folder is its own
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -251,7 +251,7 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
                  "config_hash": run_hash, "model_name": spec.model}
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)
-        _append_history(out / "history.csv", history)
+        _append_history(out / layout.RUN_HISTORY, history)
         if bar is not None:
             bar.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
             bar.update(1)
@@ -259,7 +259,7 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
         bar.close()
 
     exported = models.export(model.eval())
-    models.save_exported(exported, out / "model_export.pt")
+    models.save_exported(exported, out / layout.RUN_EXPORT)
     metrics = evaluate_run(out, spec, exported, dev, history, progress=progress)
     write_marker(out, run_config, model=spec.model, seed=spec.seed, epochs=n_epochs,
                  test_accuracy=metrics["test"]["accuracy"])
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     except (TrainingDiverged, CheckpointError) as err:
         log.error("%s", err)
         return 2
-    summary = json.loads((out / "metrics.json").read_text())
+    summary = json.loads((out / layout.RUN_METRICS).read_text())
     print(f"{out}: test accuracy {summary['test']['accuracy']:.4f}, test loss {summary['test']['loss']:.4f}")
     return 0
 

@@ -30,7 +30,7 @@ from ..io import marker_path, read_marker
 from ..ranges import format_ranges
 
 NR_SUFFIX = "_nr"
-RUN_FILES = ("metrics.json", "history.csv", "test_predictions.parquet")
+RUN_FILES = layout.RUN_RESULTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,10 +43,16 @@ class Run:
     path: Path
     rotate: bool
     problem: str = ""  # why the run is incomplete; empty when complete
+    marker: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # its completion marker
 
     @property
     def complete(self) -> bool:
         return not self.problem
+
+    @property
+    def identity(self) -> dict:
+        """:func:`gcnn_spin.layout.run_identity`: what outputs made from this run record (as ``FinishedRun`` does)."""
+        return layout.run_identity(self.marker)
 
     @property
     def flips(self) -> bool:
@@ -54,13 +60,13 @@ class Run:
         return "flip" in self.dir_name.lower()
 
     def metrics(self) -> dict[str, Any]:
-        return json.loads((self.path / "metrics.json").read_text())
+        return json.loads((self.path / layout.RUN_METRICS).read_text())
 
     def history(self) -> pd.DataFrame:
-        return pd.read_csv(self.path / "history.csv")
+        return pd.read_csv(self.path / layout.RUN_HISTORY)
 
     def test_predictions(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "test_predictions.parquet")
+        return pd.read_parquet(self.path / layout.RUN_TEST_PREDICTIONS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +108,7 @@ def _read_rotate(run_dir: Path) -> tuple[bool, str]:
 
     An unreadable config is a problem: it alone says whether the run belongs in the ``_nr`` table.
     """
-    path = run_dir / "config.json"
+    path = run_dir / layout.RUN_CONFIG
     if not path.exists():
         return True, ""
     try:
@@ -131,18 +137,19 @@ def is_nr(label: str) -> bool:
     return label.endswith(NR_SUFFIX)
 
 
-def _identify(candidate: Path) -> tuple[str, int, str]:
-    """``(model, seed, problem)`` of a run folder: from its marker; from the folder names only without one."""
+def _identify(candidate: Path) -> tuple[str, int, dict, str]:
+    """``(model, seed, marker, problem)`` of a run folder: from its marker; from the folder names only without
+    one. The marker's model and seed are checked before they name anything."""
     model, seed = candidate.parent.name, layout.seed_of(candidate.name)
     if not marker_path(candidate).exists():
-        return model, seed, ""
+        return model, seed, {}, ""
     try:
         marker = read_marker(candidate) or {}
         return (layout.check_name(marker["model"], "the marker's model"),
-                layout.check_seed(marker["seed"], "the marker's seed"), "")
+                layout.check_seed(marker["seed"], "the marker's seed"), marker, "")
     except (OSError, ValueError, KeyError, TypeError, UserError) as err:
-        return model, seed, (f"marker {marker_path(candidate).name} unreadable or without model and seed "
-                             f"({type(err).__name__}: {err})")
+        return model, seed, {}, (f"marker {marker_path(candidate).name} unreadable or without model and seed "
+                                 f"({type(err).__name__}: {err})")
 
 
 def discover_runs(runs_root: str | Path) -> list[Run]:
@@ -152,7 +159,7 @@ def discover_runs(runs_root: str | Path) -> list[Run]:
         raise FileNotFoundError(f"runs folder {root} does not exist")
     runs = []
     for run_dir in layout.run_candidates(root):
-        dir_name, seed, marker_problem = _identify(run_dir)
+        dir_name, seed, marker, marker_problem = _identify(run_dir)
         problems = [marker_problem] if marker_problem else []
         if not run_dir.is_dir():
             problems.append(f"marker {marker_path(run_dir).name} but no run folder")
@@ -163,10 +170,10 @@ def discover_runs(runs_root: str | Path) -> list[Run]:
             if missing and not problems:
                 problems.append(f"marker present but {', '.join(missing)} missing")
             if not problems:
-                problems += _metrics_problems(run_dir / "metrics.json")
+                problems += _metrics_problems(run_dir / layout.RUN_METRICS)
         rotate, config_problem = _read_rotate(run_dir) if run_dir.is_dir() else (True, "")
         problems += [config_problem] if config_problem else []
-        runs.append(Run(run_label(dir_name, rotate), dir_name, seed, run_dir, rotate, "; ".join(problems)))
+        runs.append(Run(run_label(dir_name, rotate), dir_name, seed, run_dir, rotate, "; ".join(problems), marker))
     labels = {}
     for run in runs:
         other = labels.setdefault((run.label, run.seed), run)
@@ -213,24 +220,23 @@ def discover_predictions(pred_root: str | Path) -> list[PredictionSet]:
     return sets
 
 
-def part_problems(predictions: PredictionSet, run_path: Path, sources: list[str]) -> dict[int, Verdict]:
+def part_problems(predictions: PredictionSet, run: Run, sources: list[str]) -> dict[int, Verdict]:
     """The finished parts that are not done, with the artifact verdict the inference stage gives them: stale
     (made from another training of the run, or from other shards or rows) or damaged (bytes changed since
     written). Judged by :func:`gcnn_spin.cluster.infer.part_identity` where ``sources`` says what each part
     reads (:func:`expected_sources`); otherwise by the run identity the part's marker records."""
     from ..cluster.infer import part_identity
 
-    current = layout.read_run_marker(run_path)
-    if current is None:
+    if not run.marker:  # unfinished: the run itself is the issue
         return {}
     found = {}
     for i, part in predictions.done.items():
         if i < len(sources):
-            found[i] = verdict(part, part_identity(sources[i], current))
+            found[i] = verdict(part, part_identity(sources[i], run))
         else:
             made_from = predictions.run_identities.get(i)
             found[i] = (Verdict("stale", "made from an earlier training of this run (retrained since)")
-                        if made_from is not None and made_from != current.identity else verdict(part))
+                        if made_from is not None and made_from != run.identity else verdict(part))
     return {i: v for i, v in sorted(found.items()) if not v.done}
 
 
@@ -369,7 +375,7 @@ def mixed_members(runs: Iterable[Run]) -> list[str]:
             continue
         marker = read_marker(run.path) or {}
         try:
-            experiment = json.loads((run.path / "config.json").read_text()).get("experiment", {})
+            experiment = json.loads((run.path / layout.RUN_CONFIG).read_text()).get("experiment", {})
         except (OSError, ValueError, AttributeError):
             experiment = {}
         experiment = {k: v for k, v in experiment.items() if k != "grid"}  # the grid lists seeds, not settings
@@ -445,7 +451,7 @@ def check_completeness(runs_root: str | Path, pred_root: str | Path | None = Non
         if run is None:
             issues.append(Issue("predictions", label, s.seed,
                                 f"predictions at {s.path} but no run {s.dir_name}/seed{s.seed}"))
-        problems = part_problems(s, run.path, sources) if run is not None else {}
+        problems = part_problems(s, run, sources) if run is not None else {}
         for i, found in list(problems.items())[:max_named_parts]:
             issues.append(Issue("predictions", label, s.seed, f"{found}: rerun inference to redo it", part=i))
         if len(problems) > max_named_parts:

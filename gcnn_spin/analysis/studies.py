@@ -12,7 +12,6 @@ label, ``_nr`` included). A task is skipped when its marker was written for the 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from .. import cli, layout
 from ..cluster import arrays, stage
 from ..errors import UserError
 from ..artifacts import is_done
-from ..io import config_hash, read_marker, write_marker, write_parquet_atomic
+from ..io import config_hash, file_digest, read_marker, write_marker, write_parquet_atomic
 from . import recovery, rotation
 from .runs import Issue, Run, discover_runs
 
@@ -46,14 +45,6 @@ def plan_tasks(runs_root: str | Path, models: Sequence[str] | None = None,
             and (seeds is None or r.seed in seeds)]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
 def _write(table: pd.DataFrame, out: Path, identity: dict[str, Any], run: Run) -> Path:
     write_parquet_atomic(table, out)
     write_marker(out, identity, model=run.label, seed=run.seed, n_rows=len(table))
@@ -62,7 +53,7 @@ def _write(table: pd.DataFrame, out: Path, identity: dict[str, Any], run: Run) -
 
 def recovery_identity(run: Run, levels=recovery.CVS_LEVELS, draws: int = recovery.N_DRAWS,
                       resample_seed: int = 0) -> dict[str, Any]:
-    return {"study": "recovery", "test_predictions": _sha256(run.path / "test_predictions.parquet"),
+    return {"study": "recovery", "test_predictions": file_digest(run.path / layout.RUN_TEST_PREDICTIONS)[:16],
             "levels": list(levels), "draws": draws, "resample_seed": resample_seed, "n_set": recovery.N_SET}
 
 
@@ -80,7 +71,7 @@ def run_recovery_task(run: Run, results: str | Path, levels=recovery.CVS_LEVELS,
 def rotation_identity(run: Run, store, n_images: int = 1000, n_passes: int = rotation.N_PASSES,
                       angles_deg=rotation.ANGLES_DEG, select_seed: int = 0) -> dict[str, Any]:
     """The run's training (config hash + completion time), the test store's content and the study settings."""
-    return {"study": "rotation", "run": layout.read_run_marker(run.path).identity,
+    return {"study": "rotation", "run": run.identity,
             "store": layout.store_identity(store), "n_images": n_images, "n_passes": n_passes,
             "angles_deg": [float(a) for a in angles_deg], "select_seed": select_seed}
 

@@ -106,8 +106,8 @@ def read_plan(pred_root: str | Path) -> dict[str, Any]:
                          "`python -m gcnn_spin.cluster.infer --dry-run` to see the plan") from None
 
 
-def part_identity(source: str, run: FinishedRun) -> str:
-    """What a part is made from: what it reads (:func:`part_source`) and the run's identity (its config hash,
+def part_identity(source: str, run) -> str:
+    """What a part is made from: what it reads (:func:`part_source`) and ``run``'s identity (its config hash,
     which covers the stores it trained on, and its completion time). The inference stage and ``collect`` both
     judge a part by this."""
     return config_hash({"source": source, "run": run.identity})
