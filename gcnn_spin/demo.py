@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import multiprocessing
 import os
 import resource
@@ -119,7 +118,7 @@ def wait_with_progress(tasks, submission, timeout_s: float) -> None:
 def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, overrides: list[str],
              swise_bias: float, rotation_images: int) -> Path:
     from .analysis.collect import Settings, collect
-    from .cluster import arrays, infer
+    from .cluster import arrays, stages
     from .cluster.executor import make_executor
     from .cluster.submit_train import grid_tasks
     from .data.pipeline import Inputs, build_dataset
@@ -162,14 +161,13 @@ def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, ov
     t0 = _step("survey inference + rotation study",
                f"4/5 side by side: survey inference (the code jobs/desi_infer.sh runs, one task per part) and the "
                f"rotation study (MC dropout, 9 angles x 10 passes, {rotation_images} test images per run)")
-    from .analysis import studies
-
     steps = side_by_side({
-        "survey inference": (infer.main, ["run", "--store", str(layout.store_path(data, "survey")), "--runs",
-                                          str(runs), "--out", str(predictions), "--cluster", "local", "--quiet"]),
-        "rotation study": (functools.partial(studies.main, study="rotation"),
-                           ["run", "--runs", str(runs), "--data", str(data), "--out", str(out / "results"),
-                            "--cluster", "local", "--n-images", str(rotation_images), "--quiet"]),
+        "survey inference": (stages.main, ["infer", "run", "--store", str(layout.store_path(data, "survey")),
+                                           "--runs", str(runs), "--out", str(predictions), "--cluster", "local",
+                                           "--quiet"]),
+        "rotation study": (stages.main, ["studies", "run", "--study", "rotation", "--runs", str(runs), "--data",
+                                         str(data), "--out", str(out / "results"), "--cluster", "local",
+                                         "--n-images", str(rotation_images), "--quiet"]),
     })
     timings += [_done(t0), *steps]
 

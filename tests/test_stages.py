@@ -5,6 +5,7 @@ Inference and training go through the same path in tests/test_infer.py (they nee
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -117,11 +118,13 @@ def test_studies_stage_submits_on_the_local_executor(tmp_path, recovery_runs, ca
 
 
 def test_every_stage_speaks_the_same_dialect(capsys):
-    from gcnn_spin.analysis import studies
-    from gcnn_spin.cluster import infer, submit_train
+    """A sweep of the registry: a stage added there is checked here without another line."""
+    from gcnn_spin.cluster import stages
 
-    for name, module in (("store", build_store), ("train", submit_train), ("infer", infer), ("studies", studies)):
-        parser = stage.build_parser(module.STAGE, "x")
+    assert stages.names() == ["store", "train", "infer", "studies"]
+    for name in stages.names():
+        module = importlib.import_module(stages.REGISTRY[name])
+        parser = stage.build_parser(stages.get(name), "x")
         flags = {opt for action in parser._actions for opt in action.option_strings}
         assert {"--dry-run", "-q", "--quiet", "--task-id", "--cluster", "--cluster-set", "--logs",
                 "--print-array", "--debug"} <= flags, name
@@ -130,6 +133,17 @@ def test_every_stage_speaks_the_same_dialect(capsys):
             assert "--images" not in flags, name
         assert all(action.help for action in parser._actions), name  # every option says what it does
         assert module.STAGE.name == name
+
+
+def test_the_registry_names_its_stages_and_refuses_others(capsys):
+    from gcnn_spin.cluster import stages
+    from gcnn_spin.errors import UserError
+
+    with pytest.raises(UserError, match="unknown array stage 'inference'; valid: store, train, infer, studies"):
+        stages.get("inference")
+    assert stages.main([]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"  {name:8} {module}" in listed for name, module in stages.REGISTRY.items())
 
 
 # ----------------------------------------------------------------------------- sbatch jobs/desi_infer.sh
