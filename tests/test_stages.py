@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gcnn_spin.cluster import arrays, build_store, stage
@@ -64,6 +65,18 @@ def test_store_stage_dry_run_task_and_print_array(tmp_path, store_inputs, capsys
     assert read_marker(store)["n_images"] == 20 and len(open_store(store)) == 20
     assert build_store.main(["run", *small, "--task-id", "7"]) == 0
     assert "only 2 array task(s), nothing to do" in capsys.readouterr().out
+    # labels edited upstream (same galaxies): every shard task is due, names why, and only finalises again
+    rows = pd.read_parquet(tmp_path / "rows.parquet")
+    rows["label"] = (rows["label"] + 1) % 3
+    rows.to_parquet(tmp_path / "rows.parquet")
+    shard_files = {p: p.stat().st_mtime_ns for p in (store / "images").rglob("*") if p.is_file()}
+    assert build_store.main([*small, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "3 tasks: 0 done, 3 to run" in out and "made from other rows than the ones given now" in out
+    assert build_store.main(["run", *small, "--task-id", "0"]) == 0
+    assert list(open_store(store).rows["label"]) == list(rows["label"])
+    assert {p: p.stat().st_mtime_ns for p in shard_files} == shard_files  # no image was rebuilt
+    assert build_store.main([*small, "--dry-run"]) == 0 and "3 tasks: 3 done" in capsys.readouterr().out
 
 
 def test_store_stage_submits_on_the_local_executor_and_reports_status(tmp_path, store_inputs, capsys):

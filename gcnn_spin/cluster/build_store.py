@@ -29,7 +29,9 @@ from gcnn_spin import cli, layout
 from gcnn_spin.cluster import arrays, stage
 from gcnn_spin.config import load_experiment
 from gcnn_spin.data.images import CUTOUT_SIZE, JpegTree
-from gcnn_spin.data.store import ON_BAD, build_store, plan_shards, shard_problem, store_oversample, store_paths
+from gcnn_spin.data.store import (ON_BAD, build_store, clean_rows, plan_shards, rows_digest, shard_problem,
+                                  store_oversample, store_paths)
+from gcnn_spin.io import marker_path, read_marker
 from gcnn_spin.errors import UserError, reading
 
 
@@ -48,8 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="delete a store made for other rows/config first")
 
 
-@functools.lru_cache(maxsize=2)
 def load_rows(path: Path, split: str | None) -> pd.DataFrame:
+    """The rows of ``path`` (those of ``split`` when given), read once per version of the file."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"--rows {path}: no such file")
+    return _load_rows(Path(path), split, Path(path).stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_rows(path: Path, split: str | None, mtime_ns: int) -> pd.DataFrame:
     with reading(path, "rows parquet"):
         rows = pd.read_parquet(path)
     if split is not None:
@@ -79,6 +88,23 @@ def build_shard_task(rows: str, split: str | None, images: str, out: str, margin
                        shards=[shard], progress=False, oversample=oversample)
 
 
+@functools.lru_cache(maxsize=4)
+def _rows_input(store: str, mtime_ns: int) -> str | None:
+    """The rows a finished store was made from (its marker's ``rows_input``), read once per marker version."""
+    return (read_marker(store) or {}).get("rows_input")
+
+
+def shard_check(store: str, k: int, rows_input: str, deep: bool = False) -> str | None:
+    """Why shard ``k``'s task must run: its file no longer matches its marker (purged, truncated; with ``deep``
+    any changed byte), or the finished store was made from other rows than the ones given now (a label edited
+    upstream): the task then rebuilds the shard, or only finalises the store again."""
+    marker = marker_path(store)
+    made_from = _rows_input(store, marker.stat().st_mtime_ns) if marker.exists() else None
+    if made_from not in (None, rows_input):
+        return "the store's rows were made from other rows than the ones given now (labels changed upstream)"
+    return shard_problem(store, k, deep)
+
+
 def shard_tasks(args: argparse.Namespace) -> list[arrays.Task]:
     """One task per shard of the store; a shard is done when its marker carries the store's config hash and its
     file still matches the size the marker recorded."""
@@ -86,11 +112,13 @@ def shard_tasks(args: argparse.Namespace) -> list[arrays.Task]:
     rows = load_rows(args.rows, args.split)
     out = args.out.resolve()
     existing = zarr.open_group(out, mode="r").attrs["config_hash"] if (out / "zarr.json").exists() else None
+    rows_input = rows_digest(clean_rows(rows))
     common = {"rows": str(args.rows.resolve()), "split": args.split, "images": str(args.images.resolve()),
               "out": str(out), "margin": _margin(args), "oversample": _oversample(args, cfg), "config": args.config, "overrides": tuple(args.overrides),
               "cutout_size": args.cutout_size, "on_bad": args.on_bad}
     return [arrays.Task(task_id=f"{out.stem}/shard-{k:05d}", output=layout.shard_output(out, k),
-                        fn=build_shard_task, identity=existing, check=functools.partial(shard_problem, str(out), k),
+                        fn=build_shard_task, identity=existing,
+                        check=functools.partial(shard_check, str(out), k, rows_input),
                         kwargs={**common, "shard": k})
             for k in range(len(plan_shards(len(rows), cfg)))]
 

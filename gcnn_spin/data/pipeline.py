@@ -355,7 +355,9 @@ def build_stores(out: Path, catalogue: pd.DataFrame, survey: Callable[[], pd.Dat
 
 
 def plan(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig, *, on_bad: str = "raise") -> pd.DataFrame:
-    """Dry run: each stage, its output, and whether a rerun would reuse it. Reads and writes nothing else."""
+    """Dry run: each stage, its output, and whether a rerun would reuse it (the artifact verdict). Writes nothing."""
+    from gcnn_spin.data.store import store_verdict  # late: the zarr stack only when needed
+
     out = Path(out_dir)
     configs = stage_configs(inputs, cfg, on_bad)
     outputs = {"gz1": "gz1.parquet", "crossmatch": "crossmatch.parquet", "sdss": "sdss.parquet",
@@ -364,8 +366,9 @@ def plan(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig, *, on_bad:
             for s, name in outputs.items()]
     for split in STORE_SPLITS:
         path = store_path(out, split)
+        found = store_verdict(path)
         rows.append({"stage": "store", "output": f"stores/{split}.zarr",
-                     "status": "done" if is_done(path) else "to run (resumes finished shards)"})
+                     "status": _status(found) + ("" if found.done else ": resumes finished shards")})
     return pd.DataFrame(rows)
 
 

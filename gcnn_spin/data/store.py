@@ -52,6 +52,7 @@ import pandas as pd
 import zarr
 from tqdm.auto import tqdm
 
+from gcnn_spin.artifacts import Verdict, verdict
 from gcnn_spin.ranges import format_ranges
 from gcnn_spin.config import DataConfig
 from gcnn_spin.data.images import BadImageError, ImageSource, margin_size, to_store_image
@@ -213,7 +214,7 @@ def _store_config(rows: pd.DataFrame, cfg: DataConfig, margin: bool, oversample:
     return config
 
 
-def _clean_rows(rows: pd.DataFrame) -> pd.DataFrame:
+def clean_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows in store order with a fresh ``row`` index; refuses missing or empty ``dr8_id``."""
     if not len(rows):
         raise ValueError("no rows: a store needs at least one galaxy")
@@ -277,7 +278,7 @@ def create_store(
     compare against it).
     """
     paths = store_paths(path)
-    rows = _clean_rows(rows)
+    rows = clean_rows(rows)
     _check_layout(cfg)
     compressors = compressors_for(cfg.codec, cfg.codec_level, checksum)
     if oversample < 1 or (oversample > 1 and not margin):
@@ -475,6 +476,20 @@ def rows_problem(paths: Mapping[str, Path], marker: Mapping[str, Any], rows: pd.
     return None
 
 
+def store_verdict(path: str | os.PathLike) -> Verdict:
+    """The artifact verdict on store ``path`` as a whole: missing (not finished), damaged (a shard file that lost
+    its recorded size, or a rows parquet changed since the build), else done."""
+    paths = store_paths(path)
+    found = verdict(paths["store"])
+    if not found.done:
+        return found
+    marker = read_marker(paths["store"]) or {}
+    if not paths["rows"].exists():
+        return Verdict("damaged", f"its rows {paths['rows'].name} are missing")
+    problem = rows_problem(paths, marker) or next(iter(damaged_shards(path).values()), None)
+    return Verdict("damaged", problem) if problem else found
+
+
 def finished_shards(path: str | os.PathLike, deep: Collection[int] = ()) -> tuple[int, list[int]]:
     """``(n_shards, missing)``: how many shards the store has and which are not built: no marker yet, or a
     file that no longer matches its marker (deleted or truncated since; for the shards in ``deep``, any byte
@@ -538,7 +553,7 @@ def build_store(
     shards = None if shards is None else list(shards)
     t0 = time.perf_counter()
     paths = store_paths(path)
-    rows = _clean_rows(rows)
+    rows = clean_rows(rows)
     digest = config_hash(_store_config(rows, cfg, margin, oversample))
     marker = read_marker(paths["store"])
     finished = (not overwrite and marker is not None and marker.get("config_hash") == digest
