@@ -155,6 +155,21 @@ def test_a_full_disk_outside_an_atomic_write_names_the_file(tmp_path, capsys):
     assert line.startswith(f"error: disk full while writing {tmp_path / 'store.zarr' / 'c' / '0'} (")
 
 
+def test_debug_shows_the_traceback_where_the_launcher_reports_the_error_itself(tmp_path, capsys, monkeypatch):
+    from gcnn_spin.cluster import infer
+    from gcnn_spin.errors import DEBUG_VARIABLE, run_command
+
+    argv = ["--store", str(tmp_path / "survey.zarr"), "--dry-run", "--cluster", "local"]
+    assert infer.main(argv) == EXIT_USER_ERROR
+    assert "Traceback" not in capsys.readouterr().err
+    monkeypatch.delenv(DEBUG_VARIABLE, raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        run_command(infer.main, [*argv, "--debug"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == EXIT_USER_ERROR and "Traceback" in err
+    assert err.splitlines()[-1] == f"error: no Zarr store at {tmp_path / 'survey.zarr'}"
+
+
 def test_debug_shows_the_traceback(tmp_path):
     args, _ = BAD_CALLS["train: unknown --set key"]
     bad_inputs(tmp_path)

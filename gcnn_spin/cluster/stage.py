@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import cli
 from ..config import load_cluster
-from ..errors import USER_ERRORS, describe
+from ..errors import USER_ERRORS, report as report_error
 from . import arrays
 
 ACTIONS = ("run", "submit", "status")
@@ -105,7 +105,7 @@ def main(stage: Stage, argv: Sequence[str] | None = None, prog: str | None = Non
 
             make_executor(profile, args.logs, job_name=f"gcnn_spin-{stage.name}", create=False)
     except USER_ERRORS as err:
-        return _user_error(err)
+        return report_error(err)
     groups = arrays.array_groups(tasks, profile.max_array_size, stage.array_key)
     if args.print_array:
         print(arrays.format_array(groups))
@@ -123,15 +123,12 @@ def main(stage: Stage, argv: Sequence[str] | None = None, prog: str | None = Non
         try:
             stage.prepare(args, tasks)
         except USER_ERRORS as err:
-            return _user_error(err)
+            return report_error(err)
     if args.action == "run":
         return _run(stage, args, tasks, groups)
     return _submit(stage, args, tasks, profile)
 
 
-def _user_error(err: Exception) -> int:
-    print(describe(err), file=sys.stderr)
-    return 2
 
 
 def _run(stage: Stage, args: argparse.Namespace, tasks: list[arrays.Task], groups: list[list[arrays.Task]]) -> int:
