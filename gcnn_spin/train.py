@@ -220,7 +220,9 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
             raise FileExistsError(f"{ckpt_path} exists; pass --resume (default) to continue or choose another --out")
         state = load_training_checkpoint(ckpt_path)
         if state.get("config_hash") != run_hash:
-            raise CheckpointError(f"{ckpt_path} was written for a different config; refusing to resume it")
+            raise CheckpointError(f"{ckpt_path} was written for a different config (settings, or the content of "
+                                  "the stores it trained on); refusing to resume it: delete it to train this run "
+                                  "from scratch")
         models.load_model_state(model, state["model"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])

@@ -4,13 +4,15 @@ A :class:`Task` is one unit of work with its own output; its function writes the
 its marker (``<output>.done``, :func:`gcnn_spin.io.write_marker`) last. The same code path runs a task
 under SLURM and under the local executor:
 
-* :func:`plan` is the dry run: every task and whether its marker exists; nothing is touched.
-* :func:`submit` submits only the tasks without a marker: on SLURM as job arrays of at most
+* :func:`plan` is the dry run: every task and its artifact verdict (:mod:`gcnn_spin.artifacts`: done, or
+  missing / stale / damaged and why); nothing is touched.
+* :func:`submit` submits only the tasks that are not done: on SLURM as job arrays of at most
   ``profile.max_array_size`` tasks (``executor.batch()``), run ``array_parallelism`` at a time; locally as
   ``array_parallelism`` background processes that each run their share of the tasks in turn. It records
   job ids, task ids and log paths in ``<log_dir>/submission.json``.
-* :func:`status` reports each task as done / pending / running / failed (with its log) / not_started, from
-  the markers, then from accounting (``sacct``, see :mod:`gcnn_spin.cluster.slurm`) or the local processes.
+* :func:`status` reports each task as done / pending / running / failed (with its log) / stale / damaged /
+  not_started, from the same verdicts, then from accounting (``sacct``, see :mod:`gcnn_spin.cluster.slurm`)
+  or the local processes.
 
 Waiting: ``job.result()`` returns (or raises) once SLURM accounting reports the job finished, also when it
 was killed; submitit's polling backs off to once every 10 minutes, so use :func:`wait` to poll every few
@@ -348,7 +350,8 @@ def _local_job_running(job_id: str) -> bool:
 
 
 def status(log_dir: str | Path, tasks: Sequence[Task] | None = None) -> list[TaskStatus]:
-    """Per-task state from the markers and ``submission.json`` in ``log_dir`` (all recorded tasks by default)."""
+    """Per-task state from the tasks' verdicts and ``submission.json`` in ``log_dir`` (all recorded tasks, judged
+    by marker and bytes alone, when ``tasks`` is not given; the CLI passes the stage's tasks when recorded)."""
     record = load_record(log_dir)
     entries: Mapping[str, Mapping[str, Any]] = record.get("tasks", {})
     if tasks is None:  # only the record: any marker whose output is intact (identities need the stage's tasks)
