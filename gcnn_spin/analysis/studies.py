@@ -23,7 +23,7 @@ import pandas as pd
 from .. import cli, layout
 from ..cluster import arrays, stage
 from ..errors import UserError
-from ..artifacts import is_done
+from ..artifacts import Verdict, is_done, verdict
 from ..io import config_hash, file_digest, read_marker, write_marker, write_parquet_atomic
 from . import recovery, rotation
 from .runs import Issue, Run, discover_runs
@@ -47,7 +47,7 @@ def plan_tasks(runs_root: str | Path, models: Sequence[str] | None = None,
 
 def _write(table: pd.DataFrame, out: Path, identity: dict[str, Any], run: Run) -> Path:
     write_parquet_atomic(table, out)
-    write_marker(out, identity, model=run.label, seed=run.seed, n_rows=len(table))
+    write_marker(out, identity, model=run.label, seed=run.seed, n_rows=len(table), run_identity=run.identity)
     return out
 
 
@@ -100,12 +100,19 @@ def run_rotation_task(run: Run, results: str | Path, test_store: str | Path, n_i
 
 def load_study(results: str | Path, study: str, runs: Sequence[Run]) -> tuple[dict[tuple[str, int], pd.DataFrame],
                                                                            list[Issue]]:
-    """Finished outputs of ``study`` for ``runs``; an output without its marker is reported, never read."""
+    """Finished outputs of ``study`` for ``runs``; an output without its marker, changed since written
+    (:func:`gcnn_spin.artifacts.verdict`) or made from an earlier training of its run is reported, never read."""
     tables, issues = {}, []
     for run in runs:
         out = study_path(results, study, run.label, run.seed)
-        if read_marker(out) is not None and out.exists():
+        found = verdict(out)
+        made_from = (read_marker(out) or {}).get("run_identity") if found.done else None
+        if found.done and made_from not in (None, run.identity):
+            found = Verdict("stale", "made from an earlier training of this run (retrained since)")
+        if found.done:
             tables[(run.label, run.seed)] = pd.read_parquet(out)
+        elif found.state != "missing":
+            issues.append(Issue("study", run.label, run.seed, f"{study} study output {out.name}: {found}"))
         elif out.exists():
             issues.append(Issue("study", run.label, run.seed, f"{study} study output {out.name} has no marker"))
     return tables, issues
