@@ -90,6 +90,9 @@ submit-studies: setup  ## rotation and recovery studies (STUDIES=...) of every f
 status: setup  ## per task of STAGE (store, train, infer, studies): done / running / failed (with log) / not started
 	$(PY) -m gcnn_spin.cluster.arrays status $(LOGS)/$(STAGE)
 
+stages: setup  ## the array stages, listed once in gcnn_spin/cluster/stages.py (make submit-NAME, make status STAGE=NAME)
+	@$(PY) -m gcnn_spin.cluster.stages
+
 infer-array: setup  ## print the sbatch --array range of jobs/desi_infer.sh: one task per part (STORE=..., RUNS=...)
 	@$(PY) -m gcnn_spin.cluster.infer --store $(STORE) --runs $(RUNS) $(ON_CLUSTER) --print-array
 
