@@ -21,8 +21,8 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 from .io import DIGEST_KEY, config_hash, file_digest, marker_path, read_marker
@@ -30,7 +30,7 @@ from .io import DIGEST_KEY, config_hash, file_digest, marker_path, read_marker
 STATES = ("done", "missing", "stale", "damaged")
 
 #: An output's own integrity check beyond its marker: why it is damaged, or ``None``; ``deep`` may read it all.
-Check = Callable[[bool], "str | None"]
+Check = Callable[[bool], str | None]
 
 
 @dataclasses.dataclass(frozen=True)
