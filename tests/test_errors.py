@@ -162,7 +162,7 @@ def test_debug_shows_the_traceback_where_the_launcher_reports_the_error_itself(t
     argv = ["--store", str(tmp_path / "survey.zarr"), "--dry-run", "--cluster", "local"]
     assert infer.main(argv) == EXIT_USER_ERROR
     assert "Traceback" not in capsys.readouterr().err
-    monkeypatch.delenv(DEBUG_VARIABLE, raising=False)
+    monkeypatch.setenv(DEBUG_VARIABLE, "0")  # recorded, so the "1" that --debug sets is undone after the test
     with pytest.raises(SystemExit) as exit_:
         run_command(infer.main, [*argv, "--debug"])
     err = capsys.readouterr().err
