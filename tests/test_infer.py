@@ -233,7 +233,7 @@ def test_status_dry_run_and_collect_agree_on_stale_damaged_and_missing_parts(tin
     assert check_completeness(runs, pred, store=store_path).issues == []
 
 
-def test_a_label_edited_in_a_store_makes_its_runs_and_their_parts_stale(tiny_dataset, trained_runs, tmp_path,
+def test_a_label_edited_in_a_store_makes_the_runs_trained_on_it_stale(tiny_dataset, trained_runs, tmp_path,
                                                                         capsys):
     """Identity is content: the same stores with one label changed are other stores, so the runs trained on
     them are stale (named as such) and so is every part predicted by those runs."""
