@@ -27,8 +27,14 @@ class GLeNet(nn.Module):
         super().__init__()
         self.in_type, self.features, self.head = in_type, features, head
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(enn.GeometricTensor(x, self.in_type)).tensor
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(enn.GeometricTensor(x, self.in_type)).tensor)
+        return self.forward_head(self.forward_features(x))
 
     def export(self) -> LeNet:
         self.eval()

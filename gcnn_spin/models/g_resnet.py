@@ -129,12 +129,18 @@ class GResNet(nn.Module):
             self.add_module(name, stage)
         self.head = head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = enn.GeometricTensor(x, self.in_type)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for name in self.stage_names:
             x = getattr(self, name)(x)
-        return self.head(x.tensor)
+        return x.tensor
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
     def export(self) -> ResNet:
         """Plain-PyTorch :class:`~.resnet.ResNet` with the same logits (eval mode)."""

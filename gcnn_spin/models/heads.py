@@ -37,6 +37,10 @@ class MCDropout(nn.Dropout):
         return f"p={self.p}, sample_only={self.sample_only}"
 
 
+#: Where a head's (MC-)dropout layer can sit: before the last linear layer, before the MLP, on the feature map.
+DROPOUT_PLACES = ("last", "head", "map")
+
+
 class PooledHead(nn.Module):
     """Features ``(B, C, H, W)`` -> logits ``(B, n_out)``.
 
@@ -52,8 +56,8 @@ class PooledHead(nn.Module):
         super().__init__()
         if pool not in ("mean", "flatten"):
             raise ValueError(f"pool must be 'mean' or 'flatten', got {pool!r}")
-        if dropout_at not in ("last", "head"):
-            raise ValueError(f"dropout_at must be 'last' or 'head', got {dropout_at!r}")
+        if dropout_at not in DROPOUT_PLACES:
+            raise ValueError(f"dropout_at must be one of {DROPOUT_PLACES}, got {dropout_at!r}")
         self.group_size, self.pool, self.dropout_at = group_size, pool, dropout_at
         layers: list[nn.Module] = []
         width = in_features
@@ -68,9 +72,13 @@ class PooledHead(nn.Module):
         if self.group_size > 1:
             b, c, h, w = x.shape
             x = x.reshape(b, c // self.group_size, self.group_size, h, w).amax(dim=2)
+        if self.dropout_at == "map":
+            x = self.dropout(x)
         x = x.mean(dim=(2, 3)) if self.pool == "mean" else x.flatten(1)
         if self.dropout_at == "head":
             return self.fc(self.mlp(self.dropout(x)))
+        if self.dropout_at == "map":
+            return self.fc(self.mlp(x))
         return self.fc(self.dropout(self.mlp(x)))
 
     def extra_repr(self) -> str:

@@ -19,8 +19,16 @@ class LeNet(nn.Module):
         super().__init__()
         self.features, self.head = features, head
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, S, S) -> (B, C, h, h)``: the convolutions (no dropout here)."""
+        return self.features(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, C, h, h) -> (B, 3)``; holds the MC-dropout layer (see :mod:`.mc`)."""
+        return self.head(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.forward_head(self.forward_features(x))
 
 
 def build_lenet(spec: ModelSpec, *, image_size: int = 160, dropout: float = 0.5) -> LeNet:

@@ -15,7 +15,8 @@ from typing import Any
 from torch import nn
 
 from .heads import MCDropout
-from .specs import SPECS, WIDTH_RULES, ModelSpec
+from .mc import is_dropout
+from .specs import ARCHITECTURES, SPECS, WIDTH_RULES, ModelSpec
 
 _SPECS: dict[str, ModelSpec] = {s.name: s for s in SPECS}
 
@@ -50,6 +51,8 @@ def options(name: str) -> dict[str, Any]:
             valid["width"] = "channels"  # or "fixparams" (the study's); see gcnn_spin.models.fields
     if s.equivariant and s.output in ("invariant", "two_pass"):
         valid["flips"] = False  # True: D_N instead of C_N
+        if s.family == "resnet":
+            valid["architecture"] = "torchvision"  # or "study_code" (the study's layout); see ModelSpec
     return valid
 
 
@@ -63,6 +66,11 @@ def resolve(name: str, **opts: Any) -> tuple[ModelSpec, dict[str, Any]]:
     s = spec(name)
     if resolved.get("flips"):
         s = dataclasses.replace(s, flips=True)
+    if "architecture" in resolved:
+        if resolved["architecture"] not in ARCHITECTURES:
+            raise ValueError(f"{name}: unknown architecture {resolved['architecture']!r}; valid: "
+                             f"{', '.join(ARCHITECTURES)}")
+        s = dataclasses.replace(s, architecture=resolved["architecture"])
     if "width" in resolved and resolved["width"] not in WIDTH_RULES:
         raise ValueError(f"{name}: unknown width rule {resolved['width']!r}; valid: {', '.join(WIDTH_RULES)}")
     if not 0.0 <= resolved["dropout"] < 1.0:
@@ -72,6 +80,11 @@ def resolve(name: str, **opts: Any) -> tuple[ModelSpec, dict[str, Any]]:
 
 
 def _build_resnet(s: ModelSpec, o: dict[str, Any]) -> nn.Module:
+    if s.equivariant and s.architecture == "study_code":
+        from .g_resnet_study import build_g_resnet_study
+
+        return build_g_resnet_study(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"],
+                                    width=o["width"])
     if s.equivariant:
         from .g_resnet import build_g_resnet
 
@@ -105,7 +118,8 @@ def build(name: str, image_size: int | None = None, dropout: float = 0.5, **opts
     torchvision; stages get 1, 2, 4, 8 times it), ``dropout_in_training`` (ResNets; ``False``: the dropout layer
     stays off in training and only MC sampling switches it on, as the study trained its ResNets and switched
     dropout on at test time; LeNets always train with it, as the study's), ``width`` (G-ResNets: ``"channels"``
-    or the study's ``"fixparams"``, see :mod:`.fields`) and ``flips`` (``g_`` models: D8 instead of C8).
+    or the study's ``"fixparams"``, see :mod:`.fields`), ``flips`` (``g_`` models: D8 instead of C8) and
+    ``architecture`` (``g_`` ResNets: ``"torchvision"`` or the study's ``"study_code"``, see :mod:`.g_resnet_study`).
     ``model.model_name`` and
     ``model.model_options`` record how it was built (checkpoints store them).
     """
@@ -135,8 +149,7 @@ def enable_mc_dropout(model: nn.Module) -> int:
     """
     n = 0
     for module in model.modules():
-        if isinstance(module, nn.modules.dropout._DropoutNd) or type(module).__name__ in ("PointwiseDropout",
-                                                                                          "FieldDropout"):
+        if is_dropout(module):
             module.train(True)
             if isinstance(module, MCDropout):
                 module.sampling = True  # also for sample-only dropout (after train(), which clears it)

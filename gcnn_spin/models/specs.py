@@ -32,6 +32,8 @@ Output = Literal["plain", "invariant", "two_pass", "chiral"]
 #: G-ResNet width rules (regular fields per torchvision channel count), defined in :mod:`.fields`.
 Width = Literal["fixparams", "channels"]
 WIDTH_RULES: tuple[str, ...] = ("fixparams", "channels")
+#: G-ResNet layouts (the ``architecture`` build option; see :attr:`ModelSpec.architecture`).
+ARCHITECTURES: tuple[str, ...] = ("torchvision", "study_code")
 
 #: Downsampling layers (kernel, stride, padding) on the main path, in order; shortcuts see the same input with
 #: the same symmetry condition (1x1, stride 2, no padding).
@@ -58,7 +60,11 @@ class ModelSpec:
     #: Where the (MC-)dropout layer sits, as in the study's code: ``"last"`` before the last linear layer
     #: (LeNets' FC 84 -> Dropout -> FC 3; G-ResNets after group pooling), ``"head"`` before the MLP head
     #: (CE-ResNet50: on the pooled 2048 features). See :class:`~.heads.PooledHead`.
-    dropout_at: Literal["last", "head"] = "last"
+    dropout_at: Literal["last", "head", "map"] = "last"
+    #: G-ResNet layout: ``"torchvision"`` (torchvision's blocks, max-pooled stem, regular fields to the end) or
+    #: ``"study_code"`` (the study's escnn wide-ResNet: no max-pool, pre-activation blocks, Bottleneck without
+    #: the x4 expansion, last stage in trivial fields, dropout on the last map; :mod:`.g_resnet_study`).
+    architecture: Literal["torchvision", "study_code"] = "torchvision"
     description: str = ""
     #: Default crop side S (timm's per-model ``input_size``): exact for the family, the crop of 161 px stores.
     input_size: int = 161
@@ -91,7 +97,8 @@ class ModelSpec:
         """(kernel, stride, padding) of every layer that changes the spatial size, in order."""
         if self.family == "lenet":
             return _LENET
-        return _RESNET_STEM + (_RESNET_STAGE,) * (len(self.layers) - 1)
+        stem = _RESNET_STEM[:1] if self.architecture == "study_code" else _RESNET_STEM  # no max-pool there
+        return stem + (_RESNET_STAGE,) * (len(self.layers) - 1)
 
     def feature_size(self, image_size: int) -> int:
         """Side of the last feature map for an ``S x S`` input; raises if the input is too small."""
