@@ -82,3 +82,16 @@ def test_models_with_dropout_outside_the_head_are_sampled_whole():
     assert not splits_at_head(model)
     assert torch.equal(_samples(model, x, 4, True), _samples(model, x, 4, False))
     assert not splits_at_head(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Dropout()))  # no split offered
+
+
+def test_rotation_benchmark_runs_both_ways_side_by_side(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_rotation.py"
+    spec = importlib.util.spec_from_file_location("bench_rotation", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.bench(["lenet"], n_images=2, image_size=33, rounds=1, batch_images=2, options={})
+    assert rows.loc[0, "speedup"] > 0 and rows.loc[0, "max_eta_difference"] < 1e-6
+    assert "lenet" in capsys.readouterr().out
