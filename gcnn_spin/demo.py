@@ -169,7 +169,7 @@ def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, ov
                                           str(runs), "--out", str(predictions), "--cluster", "local", "--quiet"]),
         "rotation study": (functools.partial(studies.main, study="rotation"),
                            ["run", "--runs", str(runs), "--data", str(data), "--out", str(out / "results"),
-                            "--cluster", "local", "--n-images", str(rotation_images), "--quiet"]),
+                            "--cluster", "local", "--n-images", str(rotation_images), "--config", config, "--quiet"]),
     })
     timings += [_done(t0), *steps]
 

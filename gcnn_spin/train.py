@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import cli, layout, models
-from .config import ExperimentConfig, load_experiment, to_dict
+from .config import ExperimentConfig, load_experiment, training_identity
 from .crop import crop_for
 from .errors import UserError
 from .evaluate import evaluate_run
@@ -57,7 +57,7 @@ class RunSpec:
     experiment: ExperimentConfig
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "seed": self.seed, "experiment": to_dict(self.experiment)}
+        return {"model": self.model, "seed": self.seed, "experiment": training_identity(self.experiment)}
 
 
 def model_options_for(model: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -49,6 +49,8 @@ def options(name: str) -> dict[str, Any]:
         valid["dropout_in_training"] = True  # False: the study's ResNets, dropout for MC sampling only
         if s.equivariant:
             valid["width"] = "channels"  # or "fixparams" (the study's); see gcnn_spin.models.fields
+        if s.head_hidden:
+            valid["head_activation"] = "relu"  # or "tanh" (the study's CE-ResNet code)
     if s.equivariant and s.output in ("invariant", "two_pass"):
         valid["flips"] = False  # True: D_N instead of C_N
         if s.family == "resnet":
@@ -91,7 +93,8 @@ def _build_resnet(s: ModelSpec, o: dict[str, Any]) -> nn.Module:
         return build_g_resnet(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"], width=o["width"])
     from .resnet import build_resnet
 
-    return build_resnet(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"])
+    return build_resnet(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"],
+                        **({"head_activation": o["head_activation"]} if "head_activation" in o else {}))
 
 
 def _build_lenet(s: ModelSpec, o: dict[str, Any]) -> nn.Module:
@@ -119,6 +122,7 @@ def build(name: str, image_size: int | None = None, dropout: float = 0.5, **opts
     stays off in training and only MC sampling switches it on, as the study trained its ResNets and switched
     dropout on at test time; LeNets always train with it, as the study's), ``width`` (G-ResNets: ``"channels"``
     or the study's ``"fixparams"``, see :mod:`.fields`), ``flips`` (``g_`` models: D8 instead of C8) and
+    ``head_activation`` (ResNets with an MLP head, ``ce_resnet50``: ``"relu"`` or the study's ``"tanh"``) and
     ``architecture`` (``g_`` ResNets: ``"torchvision"`` or the study's ``"study_code"``, see :mod:`.g_resnet_study`).
     ``model.model_name`` and
     ``model.model_options`` record how it was built (checkpoints store them).

@@ -75,7 +75,8 @@ class ResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def build_resnet(spec: ModelSpec, *, dropout: float = 0.5, base_width: int = 64, init: bool = True) -> ResNet:
+def build_resnet(spec: ModelSpec, *, dropout: float = 0.5, base_width: int = 64, init: bool = True,
+                 head_activation: str = "relu") -> ResNet:
     """Plain ResNet of ``spec`` with ``spec.backbone_outputs`` outputs (2 for CE-ResNet's two-pass predict)."""
     block_cls = BLOCKS[spec.block]
 
@@ -93,7 +94,7 @@ def build_resnet(spec: ModelSpec, *, dropout: float = 0.5, base_width: int = 64,
         maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
         stages=[nn.Sequential(*blocks) for blocks in stages],
         head=PooledHead(width, spec.backbone_outputs, hidden=spec.head_hidden, dropout=dropout,
-                        dropout_at=spec.dropout_at),
+                        dropout_at=spec.dropout_at, activation=head_activation),
     )
     if init:  # torchvision's ResNet init
         for m in model.modules():
