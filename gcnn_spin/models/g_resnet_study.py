@@ -8,7 +8,7 @@ What differs from the torchvision layout of :mod:`.g_resnet` (the study's ``cust
   BasicBlock's second, the Bottleneck's middle one);
 - the Bottleneck has no x4 expansion: its three convolutions keep the stage's width;
 - the last block of the last stage maps to *trivial* fields (``int(c * sqrt|G|)`` of them under ``fixparams``),
-  followed by batch norm and ReLU; group pooling of trivial fields changes nothing;
+  followed by batch norm (``momentum=0.9``, as the study's) and ReLU; group pooling of trivial fields changes nothing;
 - the MC-dropout layer acts elementwise on that last feature map, before the spatial mean (``dropout_at="map"``),
   then a free linear layer.
 
@@ -37,8 +37,13 @@ def trivial_type(space, channels: int, width: Width) -> enn.FieldType:
     return enn.FieldType(space, [space.trivial_repr] * max(1, n))
 
 
-def _bn_relu(field_type: enn.FieldType) -> list[enn.EquivariantModule]:
-    return [enn.InnerBatchNorm(field_type), enn.ReLU(field_type, inplace=True)]
+def _bn_relu(field_type: enn.FieldType, momentum: float = 0.1) -> list[enn.EquivariantModule]:
+    return [enn.InnerBatchNorm(field_type, momentum=momentum), enn.ReLU(field_type, inplace=True)]
+
+
+#: The study's last batch norm has ``momentum=0.9`` (torch's convention: the running statistics keep 10 % of the
+#: old value per batch, so they follow the last few training batches); its others keep torch's 0.1.
+FINAL_BN_MOMENTUM = 0.9
 
 
 class GPreActBlock(PreActForward, enn.EquivariantModule):
@@ -124,5 +129,7 @@ def build_g_resnet_study(spec: ModelSpec, *, dropout: float = 0.5, base_width: i
         stages.append(enn.SequentialModule(*blocks))
     head = PooledHead(current.size, spec.backbone_outputs, hidden=spec.head_hidden, dropout=dropout,
                       dropout_at="map")
+    if init:
+        torch.nn.init.zeros_(head.fc.bias)  # as the study's init loop
     return own_bases_(GPreActResNet(in_type, r2conv(in_type, stem, 7, stride=2, padding=3, init=init), stages,
-                                    enn.SequentialModule(*_bn_relu(current)), head))
+                                    enn.SequentialModule(*_bn_relu(current, FINAL_BN_MOMENTUM)), head))
