@@ -40,6 +40,7 @@ from .report import Figure, write_report
 DEVIATIONS_NOTE = ("Every remaining difference from the study's code and text, and its expected effect on these "
                    "tables and figures: `docs/study_deviations.md` in the gcnn_spin repository.")
 from .runs import Completeness, Issue, check_completeness, group_issues
+from .sections.attribution import attribution_section
 from .sections.common import Output, Written
 from .sections.completeness import completeness_section
 from .sections.metrics import metrics_section, per_run_metrics
@@ -119,7 +120,8 @@ def collect(settings: Settings) -> Outcome:
     recovery = recovery_section(out, runs, run_incomplete, settings.draws, settings.resample_seed)
     rotation = rotation_section(out, runs, completeness.issues)
     survey = survey_section(out, completeness, settings.predictions, settings.progress)
-    written: list[Written] = [metrics, reflection, recovery, rotation, survey.written]
+    attribution = attribution_section(out, runs, run_incomplete, settings.data)
+    written: list[Written] = [metrics, reflection, recovery, rotation, attribution, survey.written]
     if settings.truth is not None:
         written.append(validation_section(out, Path(settings.truth), settings.data, per_run, survey.per_seed,
                                           survey.incomplete))

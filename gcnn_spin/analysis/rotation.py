@@ -103,7 +103,7 @@ def select_images(rows: pd.DataFrame, n_images: int, seed: int = 0) -> np.ndarra
     return np.sort(np.random.default_rng(seed).choice(usable, size=n, replace=False))
 
 
-class _ChunkReader:
+class ChunkReader:
     """Reads images by row, decompressing each store chunk once however many chosen rows it holds."""
 
     def __init__(self, store):
@@ -147,7 +147,7 @@ def rotation_table(module: torch.nn.Module, store, rows: np.ndarray, angles_deg:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(rows), desc="rotation study", unit="img", dynamic_ncols=True, file=sys.stderr)
-    frames, reader = [], _ChunkReader(store)
+    frames, reader = [], ChunkReader(store)
     for start in range(0, len(rows), batch_images):
         chunk = rows[start:start + batch_images]
         images = torch.from_numpy(reader(chunk)).to(device).float() / 255.0
