@@ -93,3 +93,20 @@ def test_unknown_architecture_and_chiral_models_are_refused():
         M.build("g_resnet18", image_size=33, architecture="timm")
     with pytest.raises(TypeError, match="unknown option"):
         M.build("gc_resnet18", image_size=33, architecture="study_code")  # trivial last stage: no Delta field
+
+
+def test_lenet_as_the_studys_code_built_it():
+    """LeNet.py: padding 1, a soft circular input mask, FC 16·38·38 -> 120 at S = 160. Parameters by hand:
+    conv1 3·6·25 + 6, conv2 6·16·25 + 16, fc1 23104·120 + 120, fc2 120·84 + 84, fc3 84·3 + 3 = 2,785,891."""
+    model = M.build("lenet", image_size=160, architecture="study_code")
+    assert n_parameters(model) == 456 + 2416 + 23104 * 120 + 120 + 120 * 84 + 84 + 84 * 3 + 3 == 2_785_891
+    mask = model.features[0].mask[0, 0]
+    assert mask[80, 80] == 1 and mask[0, 0] < 1e-30 and torch.equal(mask, mask.flip(0)) and torch.equal(mask, mask.T)
+    edge = mask[79, 0]  # r = 79.5 px, just beyond the 99 % radius 78.7 px
+    assert 0 < float(edge) < 1
+    assert "mask" not in model.state_dict() and not any("mask" in k for k in model.state_dict())
+    plain = M.build("lenet", image_size=160)
+    assert plain.head.mlp[0].in_features == 16 * 37 * 37  # classic: unpadded
+    with torch.no_grad():
+        x = torch.rand(2, 3, 160, 160)
+        assert torch.allclose(M.export(model)(x), model.eval()(x))

@@ -51,6 +51,8 @@ def options(name: str) -> dict[str, Any]:
             valid["width"] = "channels"  # or "fixparams" (the study's); see gcnn_spin.models.fields
         if s.head_hidden:
             valid["head_activation"] = "relu"  # or "tanh" (the study's CE-ResNet code)
+    if s.family == "lenet" and not s.equivariant:
+        valid["architecture"] = "classic"  # or "study_code" (padding 1 and the input mask); see ModelSpec
     if s.equivariant and s.output in ("invariant", "two_pass"):
         valid["flips"] = False  # True: D_N instead of C_N
         if s.family == "resnet":
@@ -69,9 +71,9 @@ def resolve(name: str, **opts: Any) -> tuple[ModelSpec, dict[str, Any]]:
     if resolved.get("flips"):
         s = dataclasses.replace(s, flips=True)
     if "architecture" in resolved:
-        if resolved["architecture"] not in ARCHITECTURES:
+        if resolved["architecture"] not in ARCHITECTURES[s.family]:
             raise ValueError(f"{name}: unknown architecture {resolved['architecture']!r}; valid: "
-                             f"{', '.join(ARCHITECTURES)}")
+                             f"{', '.join(ARCHITECTURES[s.family])}")
         s = dataclasses.replace(s, architecture=resolved["architecture"])
     if "width" in resolved and resolved["width"] not in WIDTH_RULES:
         raise ValueError(f"{name}: unknown width rule {resolved['width']!r}; valid: {', '.join(WIDTH_RULES)}")
@@ -104,7 +106,7 @@ def _build_lenet(s: ModelSpec, o: dict[str, Any]) -> nn.Module:
         return build_g_lenet(s, dropout=o["dropout"], init=o["init"])
     from .lenet import build_lenet
 
-    return build_lenet(s, image_size=o["image_size"], dropout=o["dropout"])
+    return build_lenet(s, image_size=o["image_size"], dropout=o["dropout"])  # s.architecture: padding, mask
 
 
 _FAMILY_BUILDERS: dict[str, Callable[[ModelSpec, dict[str, Any]], nn.Module]] = {
