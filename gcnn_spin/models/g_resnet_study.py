@@ -27,6 +27,7 @@ from torch import nn
 from .fields import Width, gspace, input_type, n_fields, regular_type
 from .g_layers import own_bases_, r2conv
 from .heads import PooledHead
+from .mc import SplitForward
 from .resnet import PreActBlock, PreActForward, PreActResNet, stage_plan
 from .specs import ModelSpec
 
@@ -76,7 +77,7 @@ class GPreActBlock(PreActForward, enn.EquivariantModule):
                            None if self.shortcut is None else self.shortcut.export()).eval()
 
 
-class GPreActResNet(nn.Module):
+class GPreActResNet(SplitForward, nn.Module):
     """``(B, 3, S, S) -> (B, n_out)``: wrap once, stem conv, stages, batch norm + ReLU, unwrap, head."""
 
     def __init__(self, in_type, conv1, stages, post, head):
@@ -93,11 +94,6 @@ class GPreActResNet(nn.Module):
             x = getattr(self, name)(x)
         return self.post(x).tensor
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
     def export(self) -> PreActResNet:
         self.eval()

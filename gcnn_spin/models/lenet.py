@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from .heads import PooledHead
+from .mc import SplitForward
 from .specs import ModelSpec
 
 
-class LeNet(nn.Module):
+class LeNet(SplitForward, nn.Module):
     """``features`` then ``head``: ``(B, 3, S, S) -> (B, 3)``."""
 
     def __init__(self, features: nn.Module, head: nn.Module):
@@ -26,12 +27,6 @@ class LeNet(nn.Module):
         """``(B, 3, S, S) -> (B, C, h, h)``: the convolutions (no dropout here)."""
         return self.features(x)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """``(B, C, h, h) -> (B, 3)``; holds the MC-dropout layer (see :mod:`.mc`)."""
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 class InputMask(nn.Module):

@@ -19,6 +19,18 @@ from torch import nn
 _ESCNN_DROPOUTS = ("PointwiseDropout", "FieldDropout")
 
 
+class SplitForward:
+    """Mixin: ``forward(x) = forward_head(forward_features(x))`` with ``forward_head = self.head``; the class
+    defines ``forward_features`` and a ``head`` module holding its dropout layers."""
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Features -> logits; holds the MC-dropout layer."""
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
 def is_dropout(module: nn.Module) -> bool:
     """A torch or escnn dropout layer (or our field dropout)."""
     return isinstance(module, nn.modules.dropout._DropoutNd) or type(module).__name__ in _ESCNN_DROPOUTS

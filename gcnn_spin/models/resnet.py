@@ -18,6 +18,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
 from .heads import PooledHead
+from .mc import SplitForward
 from .specs import ModelSpec
 
 BLOCKS: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -46,7 +47,7 @@ def build_stages(make_block: Callable[[Any, int, int], tuple[nn.Module, Any]], i
     return stages, inplanes
 
 
-class ResNet(nn.Module):
+class ResNet(SplitForward, nn.Module):
     """Stem, stages ``layer1..layerK``, head: ``(B, 3, S, S) -> (B, n_out)``. Built from finished parts."""
 
     def __init__(self, conv1: nn.Module, bn1: nn.Module, maxpool: nn.Module, stages: Sequence[nn.Module],
@@ -67,12 +68,6 @@ class ResNet(nn.Module):
             x = getattr(self, name)(x)
         return x
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """``(B, C, h, h) -> (B, n_out)``; holds the MC-dropout layer (see :mod:`.mc`)."""
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def build_resnet(spec: ModelSpec, *, dropout: float = 0.5, base_width: int = 64, init: bool = True,
@@ -126,7 +121,7 @@ class PreActBlock(PreActForward, nn.Module):
         self.pre, self.body, self.shortcut = pre, body, shortcut
 
 
-class PreActResNet(nn.Module):
+class PreActResNet(SplitForward, nn.Module):
     """Stem conv, stages, final batch norm + ReLU (``post``), head: the study's G-ResNet layout, exported."""
 
     def __init__(self, conv1: nn.Module, stages: Sequence[nn.Module], post: nn.Module, head: nn.Module):
@@ -143,8 +138,3 @@ class PreActResNet(nn.Module):
             x = getattr(self, name)(x)
         return self.post(x)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
