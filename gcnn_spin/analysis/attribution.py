@@ -2,7 +2,7 @@
 
 Method (the study's appendix used SHAP; here captum's Integrated Gradients, deterministic and cheap): for an image
 ``x`` and a class ``c``, the path integral of the gradient of logit ``c`` from a black image to ``x``, times
-``x``, summed over the colour bands, with ``N_STEPS`` = 16 steps: a map ``(S, S)`` whose pixels sum to
+``x``, summed over the colour bands, with ``N_STEPS`` = 8 steps: a map ``(S, S)`` whose pixels sum to
 ``logit_c(x) - logit_c(0)`` up to the step error. Positive pixels push towards ``c``.
 
 Each galaxy is shown with the map for the class the model predicts for it (``c``) and, beside, its mirror image with
@@ -19,7 +19,7 @@ import torch
 
 from ..conventions import MIRROR_PERMUTATION
 
-N_STEPS = 16
+N_STEPS = 8
 N_GALAXIES = 2
 
 

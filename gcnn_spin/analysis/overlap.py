@@ -1,6 +1,6 @@
 """Overlap index η of two samples on [0, 1] (Pastore & Calcagnì 2019): η = ∫ min(f_a, f_b) dx.
 
-Method (fixed here, used by every study):
+Method (``"reflected"``, the default):
 
 - each density is a Gaussian kernel sum with kernel σ = ``bandwidth`` = 0.1 in probability units (a direct sum,
   not ``scipy.stats.gaussian_kde``, whose ``bw_method`` scales the bandwidth by the sample's own spread);

@@ -48,10 +48,13 @@ class PooledHead(nn.Module):
     """Features ``(B, C, H, W)`` -> logits ``(B, n_out)``.
 
     ``pool="mean"``: max over the ``group_size`` channels of each regular field (group pooling; ``group_size=1``
-    skips it), then the spatial mean; ``pool="flatten"``: flatten as a classic LeNet. Then an MLP with ReLUs
-    (``hidden``, with ``activation`` between) and the last linear layer, with the MC-dropout layer where the study put it: ``dropout_at="last"``
-    before the last linear layer (LeNets: FC 84 -> Dropout -> FC 3; ResNets), ``"head"`` before the MLP (the CE
-    ResNet50 drops the pooled 2048 features). Without ``hidden`` both are the same place.
+    skips it), then the spatial mean; ``pool="flatten"``: flatten as a classic LeNet. Then an MLP (``hidden``,
+    ``activation`` between its layers: ReLU, or Tanh as the study's CE-ResNet) and the last linear layer. The
+    MC-dropout layer sits where the study put it: ``dropout_at="last"`` before the last linear layer (LeNets:
+    FC 84 -> Dropout -> FC 3; ResNets), ``"head"`` before the MLP (the CE ResNet50 drops the pooled 2048
+    features), ``"map"`` elementwise on the feature map before the spatial mean (the study's G-ResNet code:
+    ``PointwiseDropout`` after group pooling, then ``avg_pool2d``; each MC sample averages another subset of
+    positions). Without ``hidden``, "last" and "head" are the same place.
     """
 
     def __init__(self, in_features: int, n_out: int = 3, *, hidden: Sequence[int] = (), dropout: float = 0.5,

@@ -118,15 +118,15 @@ _FAMILY_BUILDERS: dict[str, Callable[[ModelSpec, dict[str, Any]], nn.Module]] = 
 def build(name: str, image_size: int | None = None, dropout: float = 0.5, **opts: Any) -> nn.Module:
     """Build model ``name``: ``(B, 3, S, S) -> (B, 3)`` logits (CW, ACW, Other), in training mode.
 
-    Options: ``image_size`` (S, default the spec's ``input_size``; the plain LeNet's FC layer depends on it), ``dropout`` (the MC-dropout layer,
-    placed by ``spec.dropout_at``), ``init``, and per family ``base_width`` (ResNets: stem channels, 64 as
-    torchvision; stages get 1, 2, 4, 8 times it), ``dropout_in_training`` (ResNets; ``False``: the dropout layer
-    stays off in training and only MC sampling switches it on, as the study trained its ResNets and switched
-    dropout on at test time; LeNets always train with it, as the study's), ``width`` (G-ResNets: ``"channels"``
-    or the study's ``"fixparams"``, see :mod:`.fields`), ``flips`` (``g_`` models: D8 instead of C8) and
-    ``head_activation`` (ResNets with an MLP head, ``ce_resnet50``: ``"relu"`` or the study's ``"tanh"``) and
-    ``architecture`` (``g_`` ResNets: ``"torchvision"`` or the study's ``"study_code"``, see :mod:`.g_resnet_study`).
-    ``model.model_name`` and
+    Options: ``image_size`` (S, default the spec's ``input_size``; the plain LeNet's FC layer depends on it),
+    ``dropout`` (the MC-dropout layer, placed by ``spec.dropout_at``), ``init``, and per family ``base_width``
+    (ResNets: stem channels, 64 as torchvision; stages get 1, 2, 4, 8 times it), ``dropout_in_training`` (ResNets;
+    ``False``: the dropout layer stays off in training and only MC sampling switches it on, as the study trained its
+    ResNets and switched dropout on at test time; LeNets always train with it, as the study's), ``width``
+    (G-ResNets: ``"channels"`` or the study's ``"fixparams"``, see :mod:`.fields`), ``flips`` (``g_`` models: D8
+    instead of C8), ``head_activation`` (ResNets with an MLP head, ``ce_resnet50``: ``"relu"`` or the study's
+    ``"tanh"``) and ``architecture`` (``g_`` ResNets: ``"torchvision"`` or the study's ``"study_code"``, see
+    :mod:`.g_resnet_study`; the plain LeNet: ``"classic"`` or ``"study_code"``). ``model.model_name`` and
     ``model.model_options`` record how it was built (checkpoints store them).
     """
     if image_size is not None:

@@ -33,7 +33,8 @@ Output = Literal["plain", "invariant", "two_pass", "chiral"]
 Width = Literal["fixparams", "channels"]
 WIDTH_RULES: tuple[str, ...] = ("fixparams", "channels")
 #: Layouts per family (the ``architecture`` build option; see :attr:`ModelSpec.architecture`), default first.
-ARCHITECTURES: dict[str, tuple[str, ...]] = {"resnet": ("torchvision", "study_code"), "lenet": ("classic", "study_code")}
+ARCHITECTURES: dict[str, tuple[str, ...]] = {"resnet": ("torchvision", "study_code"),
+                                             "lenet": ("classic", "study_code")}
 
 #: Downsampling layers (kernel, stride, padding) on the main path, in order; shortcuts see the same input with
 #: the same symmetry condition (1x1, stride 2, no padding).

@@ -44,17 +44,19 @@ def attribution_section(out: Output, runs: Sequence[Run], incomplete: Mapping[st
     margin = torch.from_numpy(ChunkReader(store)(rows))  # (n, 3, M, M) uint8
     pairs, errors = {}, []
     for run in _first_seeds(runs, incomplete, out):
-        module = load_exported(run.path).double()
-        images = center_crop(margin, crop_for(module, store)).double()
+        module = load_exported(run.path)
+        images = center_crop(margin, crop_for(module, store))
         pairs[run.label] = attribution.mirrored_pairs(module, images)
-        errors.append({"model": run.label, "seed": run.seed, "mirror_error": float(pairs[run.label]["mirror_error"].max())})
+        errors.append({"model": run.label, "seed": run.seed,
+                       "mirror_error": float(pairs[run.label]["mirror_error"].max())})
     if not pairs:
         return written
     ids = ", ".join(store.rows["dr8_id"].iloc[rows].astype(str)) if "dr8_id" in store.rows else ""
     written.table(out, frame_table(
         "attribution_mirror_error", "Attribution maps under a mirror",
         "Largest |map(mirror(x), P(c)) − mirror(map(x, c))| over the galaxies shown, relative to the largest "
-        "attribution: ~1e-7 for an exactly chirality-equivariant model, of order 1 for one that is not.",
+        "attribution: ~1e-6 (float32 rounding) for an exactly chirality-equivariant model, of order 1 for one "
+        "that is not.",
         pd.DataFrame(errors), {"mirror_error": ".1e"}))
     written.figure(out, figures.attribution_grid, "attribution_maps.png",
                    f"Integrated gradients (red: towards the class named, blue: against) for test galaxies {ids} and "
