@@ -254,3 +254,22 @@ def test_study_code_kde_is_the_studys_formula(rng):
     assert overlaps(piled)["eta_sz"][0, 0] == pytest.approx(1.0, abs=1e-6)
     with pytest.raises(ValueError, match="unknown KDE"):
         overlaps(probs, kde="silverman")
+
+
+def test_the_studies_stage_takes_its_rotation_settings_from_the_config():
+    import argparse
+
+    from gcnn_spin.analysis.studies import rotation_settings
+    from gcnn_spin.errors import UserError
+
+    def args(config, *overrides, **kw):
+        return argparse.Namespace(config=config, overrides=list(overrides), n_images=kw.get("n_images"),
+                                  passes=None, select_seed=0)
+
+    study, head_only = rotation_settings(args("experiment"))
+    assert study["angles_deg"] == tuple(float(a) for a in range(0, 180, 20)) and study["kde"] == "study_code"
+    assert head_only and study["n_passes"] == 10 and study["n_images"] == 1000
+    demo, _ = rotation_settings(args("demo", n_images=40))
+    assert demo["angles_deg"] == ANGLES_DEG and demo["kde"] == "reflected" and demo["n_images"] == 40
+    with pytest.raises(UserError, match="rotation_study.kde"):
+        rotation_settings(args("demo", "rotation_study.kde=silverman"))
