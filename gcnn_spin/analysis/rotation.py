@@ -11,7 +11,7 @@ angle loop, so its ⟨η⟩ is η(last angle) / 9: ``mean_over_angles(..., study
 A lower η means better separated classes.
 
 The 10 passes of an angle share one backbone forward and repeat only the model's head, where every dropout
-layer sits (``gcnn_spin.models.mc``): the same samples as 10 whole passes, about 5-10x faster.
+layer sits (``gcnn_spin.models.mc``): the same samples as 10 whole passes, 5-20x faster on the CPU.
 """
 
 from __future__ import annotations
