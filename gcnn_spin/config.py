@@ -100,11 +100,40 @@ class GridConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RotationStudyConfig:
+    """The MC-dropout rotation study (``gcnn_spin.analysis.rotation``). Analysis only: no part of a run's identity.
+
+    Defaults are this project's choices; the study config sets what the study's code ran (``docs/study_deviations.md``).
+    """
+
+    #: 0, 22.5, ..., 180: 5 of the 9 are C8 rotations (the study's code: 0, 20, ..., 160).
+    angles_deg: tuple[float, ...] = tuple(22.5 * k for k in range(9))
+    n_passes: int = 10
+    n_images: int = 1000
+    #: "reflected" (kernels reflected at 0 and 1, 512 points, trapezoid) or "study_code" (unreflected, 100 points,
+    #: rectangle sum): ``gcnn_spin.analysis.overlap.KDE_METHODS``.
+    kde: str = "reflected"
+    #: Reuse one backbone pass for the MC passes of an angle (the same samples; ``gcnn_spin.models.mc``).
+    head_only: bool = True
+
+
+#: Sections of an experiment config that only analyses read: left out of a training run's identity, so changing
+#: them retrains nothing.
+ANALYSIS_SECTIONS = ("rotation_study",)
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     grid: GridConfig = GridConfig()
+    rotation_study: RotationStudyConfig = RotationStudyConfig()
+
+
+def training_identity(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The plain-data config that a training run's identity hashes: everything but :data:`ANALYSIS_SECTIONS`."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in ANALYSIS_SECTIONS}
 
 
 @dataclasses.dataclass(frozen=True)

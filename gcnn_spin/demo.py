@@ -167,7 +167,8 @@ def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, ov
                                            "--quiet"]),
         "rotation study": (stages.main, ["studies", "run", "--study", "rotation", "--runs", str(runs), "--data",
                                          str(data), "--out", str(out / "results"), "--cluster", "local",
-                                         "--n-images", str(rotation_images), "--quiet"]),
+                                         "--n-images", str(rotation_images), "--config", config,
+                                         "--quiet"]),
     })
     timings += [_done(t0), *steps]
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import cli, layout, models
-from .config import ExperimentConfig, load_experiment, to_dict
+from .config import ExperimentConfig, load_experiment, training_identity
 from .crop import crop_for
 from .errors import UserError
 from .evaluate import evaluate_run
@@ -62,7 +62,7 @@ class RunSpec:
     experiment: ExperimentConfig
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "seed": self.seed, "experiment": to_dict(self.experiment)}
+        return {"model": self.model, "seed": self.seed, "experiment": training_identity(self.experiment)}
 
     def identity(self, stores: dict[str, Any] | None = None) -> dict[str, Any]:
         """:meth:`as_dict` plus the identities of the opened ``stores`` (default: open the training stores)."""

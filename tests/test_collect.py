@@ -277,9 +277,11 @@ def test_report_shows_every_table_and_figure(tmp_path, study):
         png = results / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, name
     for stem in ("table6_metrics", "table8_spirals_found", "table9_survey_counts", "table10_survey_cvs",
-                 "cvs_recovery", "reflection", "rotation_overlap", "rotation_comparison", "sky_split", "validation"):
+                 "cvs_recovery", "reflection", "rotation_overlap", "rotation_overlap_study_code", "rotation_comparison",
+                 "sky_split", "validation"):
         assert (results / "tables" / f"{stem}.csv").exists(), stem
     assert "Validation against the synthetic truth" in report
+    assert "docs/study_deviations.md" in report
     validation = pd.read_csv(results / "tables" / "validation.csv").set_index("source")
     truth = pd.read_parquet(raw / "truth.parquet")["true_label"]
     assert validation.loc["truth: every galaxy", "cvs"] == pytest.approx(

@@ -15,13 +15,15 @@ def test_demo_runs_end_to_end_and_a_rerun_reuses_everything(tmp_path):
     report = run_demo(tmp_path / "demo", n_gz1=300, n_survey=100, workers=2, config="demo", overrides=overrides,
                       swise_bias=0.15, rotation_images=4)
     text = report.read_text()
-    for heading in ("Classification metrics", "CVS recovery", "Rotation overlap", "Survey",
+    for heading in ("Classification metrics", "CVS recovery", "Rotation overlap", "Attribution maps", "Survey",
                     "Validation against the synthetic truth"):
         assert heading in text, heading
     validation = pd.read_csv(report.parent / "tables" / "validation.csv")
     assert validation["source"].str.contains("gc_resnet18").any()
     gc_error = validation.loc[validation["source"].str.contains("gc_resnet18"), "equivariance_error"].iloc[0]
     assert gc_error < 1e-5
+    mirror = pd.read_csv(report.parent / "tables" / "attribution_mirror_error.csv").set_index("model")
+    assert mirror.loc["gc_resnet18", "mirror_error"] < 1e-5 < mirror.loc["resnet18", "mirror_error"]
     timings = pd.read_csv(tmp_path / "demo" / "timings.csv").set_index("step")
     steps = ["synthetic survey", "data pipeline", "training grid", "survey inference + rotation study",
              "survey inference (one thread)", "rotation study (one thread)", "collect", "whole demo"]

@@ -216,3 +216,60 @@ def test_rotation_task_writes_output_and_marker_once(tmp_path, monkeypatch):
     assert rotate.angles == [] and read_marker(out) == first  # done: skipped
     tables, issues = load_study(tmp_path / "results", "rotation", [run])
     assert list(tables) == [("g_resnet18", 1)] and not issues
+
+
+def test_the_study_codes_average_keeps_only_the_last_angle():
+    """The study's code reset η inside its angle loop: ⟨η⟩ = η(last angle) / n_angles."""
+    angles = [0.0, 20.0, 40.0, 60.0, 80.0, 100.0, 120.0, 140.0, 160.0]
+    table = pd.DataFrame({"row": [3] * 9 + [5] * 9, "angle_deg": angles[::-1] + angles,
+                          "eta_sz": np.r_[np.arange(9.0)[::-1], np.full(9, 0.9)], "eta_zn": 0.0, "eta_sn": 1.0})
+    bugged = rotation_mean(table, True).set_index("row")
+    assert bugged.loc[3, "eta_sz"] == pytest.approx(8 / 9)  # row 3's 160° value is 8, whatever the row order
+    assert bugged.loc[5, "eta_sz"] == pytest.approx(0.1) and bugged.loc[5, "eta_sn"] == pytest.approx(1 / 9)
+    assert rotation_mean(table, False).set_index("row").loc[3, "eta_sz"] == pytest.approx(4.0)
+
+
+def rotation_mean(table, bug):
+    return mean_over_angles(table, study_code_bug=bug)
+
+
+def _study_code_overlap(x, y, beta=0.1, n_z=100):
+    """The study's formula, written out loop by loop: unreflected KDE on 100 points, sum(min) * (1/100)."""
+    z = np.linspace(0, 1, n_z)
+    f = [np.array([sum(math.exp(-0.5 * (zi - v) ** 2 / beta ** 2) for v in s) / (len(s) * beta * math.sqrt(2 * math.pi))
+                   for zi in z]) for s in (x, y)]
+    return float(np.minimum(*f).sum() / n_z)
+
+
+def test_study_code_kde_is_the_studys_formula(rng):
+    from gcnn_spin.analysis.rotation import overlaps
+
+    probs = rng.dirichlet([1, 1, 1], size=(2, 3, 10))  # (B, A, P, 3)
+    etas = overlaps(probs, kde="study_code")
+    assert etas["eta_sz"][1, 2] == pytest.approx(_study_code_overlap(probs[1, 2, :, 1], probs[1, 2, :, 0]), abs=1e-12)
+    assert etas["eta_sn"][0, 1] == pytest.approx(_study_code_overlap(probs[0, 1, :, 1], probs[0, 1, :, 2]), abs=1e-12)
+    # without reflection, identical samples piled at a boundary overlap by about half, not fully
+    piled = np.zeros((1, 1, 10, 3))
+    assert 0.45 < overlaps(piled, kde="study_code")["eta_sz"][0, 0] < 0.6
+    assert overlaps(piled)["eta_sz"][0, 0] == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="unknown KDE"):
+        overlaps(probs, kde="silverman")
+
+
+def test_the_studies_stage_takes_its_rotation_settings_from_the_config():
+    import argparse
+
+    from gcnn_spin.analysis.studies import rotation_settings
+    from gcnn_spin.errors import UserError
+
+    def args(config, *overrides, **kw):
+        return argparse.Namespace(config=config, overrides=list(overrides), n_images=kw.get("n_images"),
+                                  passes=None, select_seed=0)
+
+    study, head_only = rotation_settings(args("experiment"))
+    assert study["angles_deg"] == tuple(float(a) for a in range(0, 180, 20)) and study["kde"] == "study_code"
+    assert head_only and study["n_passes"] == 10 and study["n_images"] == 1000
+    demo, _ = rotation_settings(args("demo", n_images=40))
+    assert demo["angles_deg"] == ANGLES_DEG and demo["kde"] == "reflected" and demo["n_images"] == 40
+    with pytest.raises(UserError, match="rotation_study.kde"):
+        rotation_settings(args("demo", "rotation_study.kde=silverman"))

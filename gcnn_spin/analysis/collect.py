@@ -35,7 +35,12 @@ from .. import cli
 from ..layout import store_path
 from .recovery import N_DRAWS
 from .report import Figure, write_report
+
+#: Where the report says how this reproduction differs from the study (its code and its text).
+DEVIATIONS_NOTE = ("Every remaining difference from the study's code and text, and its expected effect on these "
+                   "tables and figures: `docs/study_deviations.md` in the gcnn_spin repository.")
 from .runs import Completeness, Issue, check_completeness, group_issues
+from .sections.attribution import attribution_section
 from .sections.common import Output, Written
 from .sections.completeness import completeness_section
 from .sections.metrics import metrics_section, per_run_metrics
@@ -115,7 +120,8 @@ def collect(settings: Settings) -> Outcome:
     recovery = recovery_section(out, runs, run_incomplete, settings.draws, settings.resample_seed)
     rotation = rotation_section(out, runs, completeness.issues)
     survey = survey_section(out, completeness, settings.predictions, settings.progress)
-    written: list[Written] = [metrics, reflection, recovery, rotation, survey.written]
+    attribution = attribution_section(out, runs, run_incomplete, settings.data)
+    written: list[Written] = [metrics, reflection, recovery, rotation, attribution, survey.written]
     if settings.truth is not None:
         written.append(validation_section(out, Path(settings.truth), settings.data, per_run, survey.per_seed,
                                           survey.incomplete))
@@ -125,7 +131,7 @@ def collect(settings: Settings) -> Outcome:
     sections = [written[-1].section, *(w.section for w in written[:-1])]  # completeness first in the report
     mode = "--allow-partial" if settings.allow_partial else "strict"
     preamble = (f"Runs: `{settings.runs}`; predictions: `{settings.predictions}`; survey store: `{store}`; "
-                f"completeness mode: {mode}. Spreads are sample standard deviations over seeds.")
+                f"completeness mode: {mode}. Spreads are sample standard deviations over seeds. {DEVIATIONS_NOTE}")
     report = write_report(sections, out.root, "gcnn_spin results", preamble)
     items = [item for w in written for item in w.section.items]
     tables = [t for t in items if isinstance(t, Table)]

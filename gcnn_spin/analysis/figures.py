@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..conventions import CLASSES
+from ..conventions import CLASSES, MIRROR_PERMUTATION
 from ..io import atomic_path
 
 CLASS_COLOURS = {"CW": "tab:blue", "ACW": "tab:red", "Other": "tab:gray"}
@@ -216,5 +216,29 @@ def validation_plot(rows: pd.DataFrame, truth_cvs: float, train_cvs: float, path
     ax.set_title("Validation against the synthetic truth")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def attribution_grid(pairs: Mapping[str, Mapping[str, np.ndarray]], path: str | Path) -> Path:
+    """Per model and galaxy: the galaxy, its attribution map, its mirror image and that image's map
+    (:func:`gcnn_spin.analysis.attribution.mirrored_pairs`); maps share a symmetric colour scale per row."""
+    n_rows = sum(len(p["targets"]) for p in pairs.values())
+    fig, axes = _subplots(n_rows, 4, figsize=(8.0, 2.1 * n_rows), squeeze=False)
+    row = 0
+    for label, p in pairs.items():
+        for i, target in enumerate(p["targets"]):
+            mirrored = CLASSES[MIRROR_PERMUTATION[int(target)]]
+            scale = float(max(np.abs(p["maps"][i]).max(), np.abs(p["mirror_maps"][i]).max(), 1e-12))
+            panels = [(p["images"][i], f"{label}: galaxy"), (p["maps"][i], f"→ {CLASSES[int(target)]}"),
+                      (p["mirrored"][i], "mirror image"), (p["mirror_maps"][i], f"→ {mirrored}")]
+            for ax, (data, title) in zip(axes[row], panels):
+                if data.ndim == 3:
+                    ax.imshow(data)
+                else:
+                    ax.imshow(data, cmap="RdBu_r", vmin=-scale, vmax=scale)
+                ax.set_title(title, fontsize=8)
+                ax.set_axis_off()
+            row += 1
     fig.tight_layout()
     return _save(fig, path)

@@ -1,6 +1,6 @@
 """Overlap index η of two samples on [0, 1] (Pastore & Calcagnì 2019): η = ∫ min(f_a, f_b) dx.
 
-Method (fixed here, used by every study):
+Method (``"reflected"``, the default):
 
 - each density is a Gaussian kernel sum with kernel σ = ``bandwidth`` = 0.1 in probability units (a direct sum,
   not ``scipy.stats.gaussian_kde``, whose ``bw_method`` scales the bandwidth by the sample's own spread);
@@ -8,6 +8,11 @@ Method (fixed here, used by every study):
   put outside folds back in). Each density then integrates to 1 on [0, 1], identical samples give η = 1 even
   when they sit at 0 or 1, and away from the boundaries the reflection changes nothing;
 - the integral is the trapezoid rule on ``n_grid`` equally spaced points of [0, 1].
+
+:data:`KDE_METHODS` names the two ways this project computes η: ``"reflected"`` (the above) and
+``"study_code"``, the study's code (``Code/overlap_noplot.py``, ``overlapping``): no reflection (kernels spill
+past 0 and 1, so two samples piled at a boundary overlap by about half), 100 grid points, and the integral as
+``sum(min) * (1/100)``.
 
 For large samples of N(μ₁, σ) and N(μ₂, σ) far from the boundaries the KDE is N(μ, σ') with σ'² = σ² + 0.1²,
 so η → 2Φ(−|μ₁ − μ₂| / (2σ')) (:func:`gaussian_overlap`).
@@ -18,6 +23,7 @@ when it is lower by more than ``ETA_TOLERANCE`` = 0.01; the rest are reported as
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -28,12 +34,35 @@ _CHUNK_ELEMENTS = 2_000_000  # bound on rows x samples x grid points evaluated a
 ETA_TOLERANCE = 0.01
 
 
+@dataclasses.dataclass(frozen=True)
+class KdeMethod:
+    """How densities are estimated and integrated: reflected kernels or not, grid points, integration rule."""
+
+    reflect: bool = True
+    n_grid: int = N_GRID
+    rule: str = "trapezoid"  # or "rectangle": sum(min) * 1/n_grid, as the study's code
+
+
+KDE_METHODS: dict[str, KdeMethod] = {"reflected": KdeMethod(),
+                                     "study_code": KdeMethod(reflect=False, n_grid=100, rule="rectangle")}
+
+
+def kde_method(name: str) -> KdeMethod:
+    """The named :class:`KdeMethod`; an unknown name raises with the valid ones."""
+    try:
+        return KDE_METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown KDE method {name!r}; valid: {', '.join(KDE_METHODS)}") from None
+
+
 def grid(n_grid: int = N_GRID) -> np.ndarray:
     return np.linspace(0.0, 1.0, n_grid)
 
 
-def kde_on_grid(samples: np.ndarray, bandwidth: float = BANDWIDTH, n_grid: int = N_GRID) -> np.ndarray:
-    """Reflected Gaussian KDE of each sample on [0, 1]: ``(..., n)`` -> ``(..., n_grid)``."""
+def kde_on_grid(samples: np.ndarray, bandwidth: float = BANDWIDTH, n_grid: int = N_GRID,
+                reflect: bool = True) -> np.ndarray:
+    """Gaussian KDE of each sample on [0, 1], reflected at 0 and 1 unless ``reflect=False``:
+    ``(..., n)`` -> ``(..., n_grid)``."""
     x = np.clip(np.asarray(samples, dtype=np.float64), 0.0, 1.0)
     if x.ndim == 0 or x.shape[-1] == 0:
         raise ValueError("kde_on_grid needs at least one sample per density")
@@ -47,14 +76,19 @@ def kde_on_grid(samples: np.ndarray, bandwidth: float = BANDWIDTH, n_grid: int =
     for r in range(0, x.shape[0], rows_step):
         for s in range(0, n, samples_step):
             block = x[r:r + rows_step, s:s + samples_step, None]  # (R, n_s, 1)
-            for centre in (block, -block, 2.0 - block):  # the sample and its mirror images at 0 and 1
+            for centre in (block, -block, 2.0 - block)[:3 if reflect else 1]:  # the sample, its mirrors at 0, 1
                 out[r:r + rows_step] += np.exp(-0.5 * ((g - centre) / bandwidth) ** 2).sum(axis=1)
     return (out * norm).reshape(*lead, n_grid)
 
 
-def overlap_from_densities(f_a: np.ndarray, f_b: np.ndarray) -> np.ndarray:
-    """η = ∫₀¹ min(f_a, f_b) dx by the trapezoid rule over the last axis (densities on :func:`grid`)."""
+def overlap_from_densities(f_a: np.ndarray, f_b: np.ndarray, rule: str = "trapezoid") -> np.ndarray:
+    """η = ∫₀¹ min(f_a, f_b) dx over the last axis (densities on :func:`grid`), by the trapezoid rule or, with
+    ``rule="rectangle"``, as the study's code: ``sum(min) / n_grid``."""
     n_grid = f_a.shape[-1]
+    if rule == "rectangle":
+        return np.minimum(f_a, f_b).sum(axis=-1) / n_grid
+    if rule != "trapezoid":
+        raise ValueError(f"rule must be 'trapezoid' or 'rectangle', got {rule!r}")
     return np.trapz(np.minimum(f_a, f_b), dx=1.0 / (n_grid - 1), axis=-1)
 
 

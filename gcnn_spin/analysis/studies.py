@@ -69,16 +69,19 @@ def run_recovery_task(run: Run, results: str | Path, levels=recovery.CVS_LEVELS,
 
 
 def rotation_identity(run: Run, store, n_images: int = 1000, n_passes: int = rotation.N_PASSES,
-                      angles_deg=rotation.ANGLES_DEG, select_seed: int = 0) -> dict[str, Any]:
-    """The run's training (config hash + completion time), the test store's content and the study settings."""
-    return {"study": "rotation", "run": run.identity,
-            "store": layout.store_identity(store), "n_images": n_images, "n_passes": n_passes,
-            "angles_deg": [float(a) for a in angles_deg], "select_seed": select_seed}
+                      angles_deg=rotation.ANGLES_DEG, select_seed: int = 0, kde: str = "reflected") -> dict[str, Any]:
+    """The run's training (config hash + completion time), the test store's content and the study settings
+    (head-only sampling is left out: it draws the same samples)."""
+    identity = {"study": "rotation", "run": run.identity,
+                "store": layout.store_identity(store), "n_images": n_images, "n_passes": n_passes,
+                "angles_deg": [float(a) for a in angles_deg], "select_seed": select_seed}
+    return identity if kde == "reflected" else {**identity, "kde": kde}  # older outputs stay valid
 
 
 def run_rotation_task(run: Run, results: str | Path, test_store: str | Path, n_images: int = 1000,
                       n_passes: int = rotation.N_PASSES, angles_deg=rotation.ANGLES_DEG, select_seed: int = 0,
-                      batch_images: int = 8, device: str | None = None, rotate=None, progress: bool = True) -> Path:
+                      batch_images: int = 8, device: str | None = None, rotate=None, progress: bool = True,
+                      kde: str = "reflected", head_only: bool = True) -> Path:
     """The MC-dropout rotation study of one run on ``n_images`` images of the test store."""
     import torch
 
@@ -87,14 +90,15 @@ def run_rotation_task(run: Run, results: str | Path, test_store: str | Path, n_i
 
     out = study_path(results, "rotation", run.label, run.seed)
     store = open_store(test_store)
-    identity = rotation_identity(run, store, n_images, n_passes, angles_deg, select_seed)
+    identity = rotation_identity(run, store, n_images, n_passes, angles_deg, select_seed, kde)
     if is_done(out, identity):
         return out
     rows = rotation.select_images(store.rows, n_images, select_seed)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     module = load_exported(run.path, dev)
     table = rotation.rotation_table(module, store, rows, tuple(angles_deg), n_passes, batch_images, dev, rotate,
-                                    seed=1000 * select_seed + run.seed, progress=progress)
+                                    seed=1000 * select_seed + run.seed, progress=progress, kde=kde,
+                                    head_only=head_only)
     return _write(table, out, identity, run)
 
 
@@ -128,12 +132,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="results", help="results folder (default: results)")
     parser.add_argument("--models", nargs="*", default=None, help="only these models (default: every finished run)")
     parser.add_argument("--seeds", nargs="*", type=int, default=None, help="only these seeds")
-    rot = parser.add_argument_group("rotation study")
+    rot = parser.add_argument_group("rotation study (settings: the config's [rotation_study])")
+    cli.add_config(rot)
     rot.add_argument("--data", default=None, help="dataset folder holding stores/test.zarr")
     rot.add_argument("--store", default=None, help="test store (default: DATA/stores/test.zarr)")
-    rot.add_argument("--n-images", type=cli.at_least(1, "--n-images"), default=1000, help="test images to study (default: 1000)")
-    rot.add_argument("--passes", type=cli.at_least(1, "--passes"), default=rotation.N_PASSES,
-                     help=f"MC-dropout passes per angle (default: {rotation.N_PASSES})")
+    rot.add_argument("--n-images", type=cli.at_least(1, "--n-images"), default=None,
+                     help="test images to study (default: rotation_study.n_images, 1000)")
+    rot.add_argument("--passes", type=cli.at_least(1, "--passes"), default=None,
+                     help=f"MC-dropout passes per angle (default: rotation_study.n_passes, {rotation.N_PASSES})")
     rot.add_argument("--select-seed", type=int, default=0, help="seed of the image selection (default: 0)")
     cli.add_batch_size(rot, 8, "test images per forward batch (x 9 angles x passes)")
     cli.add_device(rot)
@@ -151,6 +157,22 @@ def _test_store(args: argparse.Namespace) -> Path:
     raise UserError("the rotation study needs the test store: pass --data DATA or --store DATA/stores/test.zarr")
 
 
+def rotation_settings(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
+    """The rotation study's identity settings and whether to sample head-only: the config's ``[rotation_study]``,
+    ``--n-images``/``--passes`` on top; a KDE method that does not exist is a user error."""
+    from ..config import load_experiment
+    from .overlap import kde_method
+
+    cfg = load_experiment(args.config, args.overrides).rotation_study
+    try:
+        kde_method(cfg.kde)
+    except ValueError as err:
+        raise UserError(f"rotation_study.kde: {err}") from None
+    return {"n_images": cfg.n_images if args.n_images is None else args.n_images,
+            "n_passes": cfg.n_passes if args.passes is None else args.passes, "select_seed": args.select_seed,
+            "angles_deg": tuple(cfg.angles_deg), "kde": cfg.kde}, cfg.head_only
+
+
 def study_tasks(args: argparse.Namespace) -> list[arrays.Task]:
     """One task per (study, complete run): ``RESULTS/studies/{study}/{model}/seed{k}.parquet``."""
     runs = plan_tasks(args.runs, args.models, args.seeds)
@@ -163,14 +185,15 @@ def study_tasks(args: argparse.Namespace) -> list[arrays.Task]:
 
         store_path = _test_store(args).resolve()
         store = open_store(store_path)
-        settings = {"n_images": args.n_images, "n_passes": args.passes, "select_seed": args.select_seed}
+        settings, head_only = rotation_settings(args)
         for run in runs:
             tasks.append(arrays.Task(
                 task_id=f"rotation/{run.label}/seed{run.seed}", output=study_path(results, "rotation", run.label,
                                                                                   run.seed),
                 fn=run_rotation_task, identity=config_hash(rotation_identity(run, store, **settings)),
                 kwargs={"run": run, "results": results, "test_store": store_path, **settings,
-                        "batch_images": args.batch_size, "device": args.device, "progress": not args.quiet}))
+                        "batch_images": args.batch_size, "device": args.device, "progress": not args.quiet,
+                        "head_only": head_only}))
     if "recovery" in args.study:
         for run in runs:
             identity = recovery_identity(run, draws=args.draws, resample_seed=args.resample_seed)

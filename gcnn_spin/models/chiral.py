@@ -56,9 +56,24 @@ class TwoPass(nn.Module):
         self.backbone = backbone
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.backbone(torch.cat([x, mirror(x)], dim=0))  # (2B, 2)
+        return self.combine(self.backbone(torch.cat([x, mirror(x)], dim=0)))
+
+    @staticmethod
+    def combine(out: torch.Tensor) -> torch.Tensor:
+        """Backbone outputs ``(2B, 2)`` of ``[x; mirror(x)]`` -> logits ``(B, 3)``."""
         a, b = out.chunk(2, dim=0)
         return torch.stack([a[:, 0], b[:, 0], (a[:, 1] + b[:, 1]) / 2], dim=1)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features of ``[x; mirror(x)]``: ``(2B, ...)``, the images' rows first, then their mirrors'."""
+        return self.backbone.forward_features(torch.cat([x, mirror(x)], dim=0))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.combine(self.backbone.forward_head(features))
+
+    @property
+    def head(self) -> nn.Module:
+        return self.backbone.head
 
     def export(self) -> TwoPass:
         from .export import export  # deferred: export imports this module

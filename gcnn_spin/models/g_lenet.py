@@ -17,18 +17,20 @@ from .fields import gspace, input_type, regular_type
 from .g_layers import own_bases_, r2conv
 from .heads import PooledHead
 from .lenet import LeNet
+from .mc import SplitForward
 from .specs import ModelSpec
 
 
-class GLeNet(nn.Module):
+class GLeNet(SplitForward, nn.Module):
     """``(B, 3, S, S) -> (B, 3)``: wrap once, equivariant features, unwrap, invariant head."""
 
     def __init__(self, in_type: enn.FieldType, features: enn.SequentialModule, head: nn.Module):
         super().__init__()
         self.in_type, self.features, self.head = in_type, features, head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(enn.GeometricTensor(x, self.in_type)).tensor)
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(enn.GeometricTensor(x, self.in_type)).tensor
+
 
     def export(self) -> LeNet:
         self.eval()

@@ -25,6 +25,7 @@ from .chiral import ChiralHead
 from .fields import Width, gspace, input_type, n_fields, regular_type
 from .g_layers import own_bases_, r2conv
 from .heads import PooledHead
+from .mc import SplitForward
 from .resnet import ResNet, build_stages, stage_plan
 from .specs import ModelSpec
 
@@ -117,7 +118,7 @@ class GBottleneck(_GBlock):
 G_BLOCKS: dict[str, type[_GBlock]] = {"basic": GBasicBlock, "bottleneck": GBottleneck}
 
 
-class GResNet(nn.Module):
+class GResNet(SplitForward, nn.Module):
     """``(B, 3, S, S) -> (B, n_out)``: wrap once, stem, stages, unwrap, head; the parts of :class:`~.resnet.ResNet`."""
 
     def __init__(self, in_type, conv1, bn1, relu, maxpool, stages, head):
@@ -129,12 +130,13 @@ class GResNet(nn.Module):
             self.add_module(name, stage)
         self.head = head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = enn.GeometricTensor(x, self.in_type)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for name in self.stage_names:
             x = getattr(self, name)(x)
-        return self.head(x.tensor)
+        return x.tensor
+
 
     def export(self) -> ResNet:
         """Plain-PyTorch :class:`~.resnet.ResNet` with the same logits (eval mode)."""

@@ -37,28 +37,40 @@ class MCDropout(nn.Dropout):
         return f"p={self.p}, sample_only={self.sample_only}"
 
 
+#: Activations between the MLP layers of a head: ReLU, or Tanh as the study's CE-ResNet code (``CE_ResNet.py``).
+HEAD_ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh}
+
+#: Where a head's (MC-)dropout layer can sit: before the last linear layer, before the MLP, on the feature map.
+DROPOUT_PLACES = ("last", "head", "map")
+
+
 class PooledHead(nn.Module):
     """Features ``(B, C, H, W)`` -> logits ``(B, n_out)``.
 
     ``pool="mean"``: max over the ``group_size`` channels of each regular field (group pooling; ``group_size=1``
-    skips it), then the spatial mean; ``pool="flatten"``: flatten as a classic LeNet. Then an MLP with ReLUs
-    (``hidden``) and the last linear layer, with the MC-dropout layer where the study put it: ``dropout_at="last"``
-    before the last linear layer (LeNets: FC 84 -> Dropout -> FC 3; ResNets), ``"head"`` before the MLP (the CE
-    ResNet50 drops the pooled 2048 features). Without ``hidden`` both are the same place.
+    skips it), then the spatial mean; ``pool="flatten"``: flatten as a classic LeNet. Then an MLP (``hidden``,
+    ``activation`` between its layers: ReLU, or Tanh as the study's CE-ResNet) and the last linear layer. The
+    MC-dropout layer sits where the study put it: ``dropout_at="last"`` before the last linear layer (LeNets:
+    FC 84 -> Dropout -> FC 3; ResNets), ``"head"`` before the MLP (the CE ResNet50 drops the pooled 2048
+    features), ``"map"`` elementwise on the feature map before the spatial mean (the study's G-ResNet code:
+    ``PointwiseDropout`` after group pooling, then ``avg_pool2d``; each MC sample averages another subset of
+    positions). Without ``hidden``, "last" and "head" are the same place.
     """
 
     def __init__(self, in_features: int, n_out: int = 3, *, hidden: Sequence[int] = (), dropout: float = 0.5,
-                 group_size: int = 1, pool: str = "mean", dropout_at: str = "last"):
+                 group_size: int = 1, pool: str = "mean", dropout_at: str = "last", activation: str = "relu"):
         super().__init__()
         if pool not in ("mean", "flatten"):
             raise ValueError(f"pool must be 'mean' or 'flatten', got {pool!r}")
-        if dropout_at not in ("last", "head"):
-            raise ValueError(f"dropout_at must be 'last' or 'head', got {dropout_at!r}")
+        if dropout_at not in DROPOUT_PLACES:
+            raise ValueError(f"dropout_at must be one of {DROPOUT_PLACES}, got {dropout_at!r}")
         self.group_size, self.pool, self.dropout_at = group_size, pool, dropout_at
         layers: list[nn.Module] = []
         width = in_features
+        if activation not in HEAD_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(HEAD_ACTIVATIONS)}, got {activation!r}")
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            layers += [nn.Linear(width, h), HEAD_ACTIVATIONS[activation]()]
             width = h
         self.mlp = nn.Sequential(*layers)
         self.dropout = MCDropout(dropout)
@@ -68,9 +80,13 @@ class PooledHead(nn.Module):
         if self.group_size > 1:
             b, c, h, w = x.shape
             x = x.reshape(b, c // self.group_size, self.group_size, h, w).amax(dim=2)
+        if self.dropout_at == "map":
+            x = self.dropout(x)
         x = x.mean(dim=(2, 3)) if self.pool == "mean" else x.flatten(1)
         if self.dropout_at == "head":
             return self.fc(self.mlp(self.dropout(x)))
+        if self.dropout_at == "map":
+            return self.fc(self.mlp(x))
         return self.fc(self.dropout(self.mlp(x)))
 
     def extra_repr(self) -> str:

@@ -15,7 +15,8 @@ from typing import Any
 from torch import nn
 
 from .heads import MCDropout
-from .specs import SPECS, WIDTH_RULES, ModelSpec
+from .mc import is_dropout
+from .specs import ARCHITECTURES, SPECS, WIDTH_RULES, ModelSpec
 
 _SPECS: dict[str, ModelSpec] = {s.name: s for s in SPECS}
 
@@ -48,8 +49,14 @@ def options(name: str) -> dict[str, Any]:
         valid["dropout_in_training"] = True  # False: the study's ResNets, dropout for MC sampling only
         if s.equivariant:
             valid["width"] = "channels"  # or "fixparams" (the study's); see gcnn_spin.models.fields
+        if s.head_hidden:
+            valid["head_activation"] = "relu"  # or "tanh" (the study's CE-ResNet code)
+    if s.family == "lenet" and not s.equivariant:
+        valid["architecture"] = "classic"  # or "study_code" (padding 1 and the input mask); see ModelSpec
     if s.equivariant and s.output in ("invariant", "two_pass"):
         valid["flips"] = False  # True: D_N instead of C_N
+        if s.family == "resnet":
+            valid["architecture"] = "torchvision"  # or "study_code" (the study's layout); see ModelSpec
     return valid
 
 
@@ -63,6 +70,11 @@ def resolve(name: str, **opts: Any) -> tuple[ModelSpec, dict[str, Any]]:
     s = spec(name)
     if resolved.get("flips"):
         s = dataclasses.replace(s, flips=True)
+    if "architecture" in resolved:
+        if resolved["architecture"] not in ARCHITECTURES[s.family]:
+            raise ValueError(f"{name}: unknown architecture {resolved['architecture']!r}; valid: "
+                             f"{', '.join(ARCHITECTURES[s.family])}")
+        s = dataclasses.replace(s, architecture=resolved["architecture"])
     if "width" in resolved and resolved["width"] not in WIDTH_RULES:
         raise ValueError(f"{name}: unknown width rule {resolved['width']!r}; valid: {', '.join(WIDTH_RULES)}")
     if not 0.0 <= resolved["dropout"] < 1.0:
@@ -72,13 +84,19 @@ def resolve(name: str, **opts: Any) -> tuple[ModelSpec, dict[str, Any]]:
 
 
 def _build_resnet(s: ModelSpec, o: dict[str, Any]) -> nn.Module:
+    if s.equivariant and s.architecture == "study_code":
+        from .g_resnet_study import build_g_resnet_study
+
+        return build_g_resnet_study(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"],
+                                    width=o["width"])
     if s.equivariant:
         from .g_resnet import build_g_resnet
 
         return build_g_resnet(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"], width=o["width"])
     from .resnet import build_resnet
 
-    return build_resnet(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"])
+    return build_resnet(s, dropout=o["dropout"], base_width=o["base_width"], init=o["init"],
+                        **({"head_activation": o["head_activation"]} if "head_activation" in o else {}))
 
 
 def _build_lenet(s: ModelSpec, o: dict[str, Any]) -> nn.Module:
@@ -88,7 +106,7 @@ def _build_lenet(s: ModelSpec, o: dict[str, Any]) -> nn.Module:
         return build_g_lenet(s, dropout=o["dropout"], init=o["init"])
     from .lenet import build_lenet
 
-    return build_lenet(s, image_size=o["image_size"], dropout=o["dropout"])
+    return build_lenet(s, image_size=o["image_size"], dropout=o["dropout"])  # s.architecture: padding, mask
 
 
 _FAMILY_BUILDERS: dict[str, Callable[[ModelSpec, dict[str, Any]], nn.Module]] = {
@@ -100,13 +118,15 @@ _FAMILY_BUILDERS: dict[str, Callable[[ModelSpec, dict[str, Any]], nn.Module]] = 
 def build(name: str, image_size: int | None = None, dropout: float = 0.5, **opts: Any) -> nn.Module:
     """Build model ``name``: ``(B, 3, S, S) -> (B, 3)`` logits (CW, ACW, Other), in training mode.
 
-    Options: ``image_size`` (S, default the spec's ``input_size``; the plain LeNet's FC layer depends on it), ``dropout`` (the MC-dropout layer,
-    placed by ``spec.dropout_at``), ``init``, and per family ``base_width`` (ResNets: stem channels, 64 as
-    torchvision; stages get 1, 2, 4, 8 times it), ``dropout_in_training`` (ResNets; ``False``: the dropout layer
-    stays off in training and only MC sampling switches it on, as the study trained its ResNets and switched
-    dropout on at test time; LeNets always train with it, as the study's), ``width`` (G-ResNets: ``"channels"``
-    or the study's ``"fixparams"``, see :mod:`.fields`) and ``flips`` (``g_`` models: D8 instead of C8).
-    ``model.model_name`` and
+    Options: ``image_size`` (S, default the spec's ``input_size``; the plain LeNet's FC layer depends on it),
+    ``dropout`` (the MC-dropout layer, placed by ``spec.dropout_at``), ``init``, and per family ``base_width``
+    (ResNets: stem channels, 64 as torchvision; stages get 1, 2, 4, 8 times it), ``dropout_in_training`` (ResNets;
+    ``False``: the dropout layer stays off in training and only MC sampling switches it on, as the study trained its
+    ResNets and switched dropout on at test time; LeNets always train with it, as the study's), ``width``
+    (G-ResNets: ``"channels"`` or the study's ``"fixparams"``, see :mod:`.fields`), ``flips`` (``g_`` models: D8
+    instead of C8), ``head_activation`` (ResNets with an MLP head, ``ce_resnet50``: ``"relu"`` or the study's
+    ``"tanh"``) and ``architecture`` (``g_`` ResNets: ``"torchvision"`` or the study's ``"study_code"``, see
+    :mod:`.g_resnet_study`; the plain LeNet: ``"classic"`` or ``"study_code"``). ``model.model_name`` and
     ``model.model_options`` record how it was built (checkpoints store them).
     """
     if image_size is not None:
@@ -135,8 +155,7 @@ def enable_mc_dropout(model: nn.Module) -> int:
     """
     n = 0
     for module in model.modules():
-        if isinstance(module, nn.modules.dropout._DropoutNd) or type(module).__name__ in ("PointwiseDropout",
-                                                                                          "FieldDropout"):
+        if is_dropout(module):
             module.train(True)
             if isinstance(module, MCDropout):
                 module.sampling = True  # also for sample-only dropout (after train(), which clears it)

@@ -18,6 +18,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
 from .heads import PooledHead
+from .mc import SplitForward
 from .specs import ModelSpec
 
 BLOCKS: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -46,7 +47,7 @@ def build_stages(make_block: Callable[[Any, int, int], tuple[nn.Module, Any]], i
     return stages, inplanes
 
 
-class ResNet(nn.Module):
+class ResNet(SplitForward, nn.Module):
     """Stem, stages ``layer1..layerK``, head: ``(B, 3, S, S) -> (B, n_out)``. Built from finished parts."""
 
     def __init__(self, conv1: nn.Module, bn1: nn.Module, maxpool: nn.Module, stages: Sequence[nn.Module],
@@ -60,14 +61,17 @@ class ResNet(nn.Module):
             self.add_module(name, stage)
         self.head = head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, S, S) -> (B, C, h, h)``: everything before the head (no dropout here)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, C0, S/4, S/4)
         for name in self.stage_names:
             x = getattr(self, name)(x)
-        return self.head(x)
+        return x
 
 
-def build_resnet(spec: ModelSpec, *, dropout: float = 0.5, base_width: int = 64, init: bool = True) -> ResNet:
+
+def build_resnet(spec: ModelSpec, *, dropout: float = 0.5, base_width: int = 64, init: bool = True,
+                 head_activation: str = "relu") -> ResNet:
     """Plain ResNet of ``spec`` with ``spec.backbone_outputs`` outputs (2 for CE-ResNet's two-pass predict)."""
     block_cls = BLOCKS[spec.block]
 
@@ -85,7 +89,7 @@ def build_resnet(spec: ModelSpec, *, dropout: float = 0.5, base_width: int = 64,
         maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
         stages=[nn.Sequential(*blocks) for blocks in stages],
         head=PooledHead(width, spec.backbone_outputs, hidden=spec.head_hidden, dropout=dropout,
-                        dropout_at=spec.dropout_at),
+                        dropout_at=spec.dropout_at, activation=head_activation),
     )
     if init:  # torchvision's ResNet init
         for m in model.modules():
@@ -95,3 +99,42 @@ def build_resnet(spec: ModelSpec, *, dropout: float = 0.5, base_width: int = 64,
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
     return model
+
+
+class PreActForward:
+    """The pre-activation residual step, shared by the escnn block and its plain export.
+
+    ``x_n = pre(x)`` (batch norm, ReLU); ``body(x_n) + shortcut(x_n)``, or ``+ x`` without a shortcut. Works on
+    tensors and on escnn ``GeometricTensor``s alike.
+    """
+
+    def forward(self, x):
+        x_n = self.pre(x)
+        return self.body(x_n) + (x if self.shortcut is None else self.shortcut(x_n))
+
+
+class PreActBlock(PreActForward, nn.Module):
+    """Plain pre-activation block (an exported :class:`~.g_resnet_study.GPreActBlock`)."""
+
+    def __init__(self, pre: nn.Module, body: nn.Module, shortcut: nn.Module | None):
+        super().__init__()
+        self.pre, self.body, self.shortcut = pre, body, shortcut
+
+
+class PreActResNet(SplitForward, nn.Module):
+    """Stem conv, stages, final batch norm + ReLU (``post``), head: the study's G-ResNet layout, exported."""
+
+    def __init__(self, conv1: nn.Module, stages: Sequence[nn.Module], post: nn.Module, head: nn.Module):
+        super().__init__()
+        self.conv1 = conv1
+        self.stage_names = tuple(f"layer{i}" for i in range(1, len(stages) + 1))
+        for name, stage in zip(self.stage_names, stages):
+            self.add_module(name, stage)
+        self.post, self.head = post, head
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+        return self.post(x)
+

@@ -32,12 +32,16 @@ Output = Literal["plain", "invariant", "two_pass", "chiral"]
 #: G-ResNet width rules (regular fields per torchvision channel count), defined in :mod:`.fields`.
 Width = Literal["fixparams", "channels"]
 WIDTH_RULES: tuple[str, ...] = ("fixparams", "channels")
+#: Layouts per family (the ``architecture`` build option; see :attr:`ModelSpec.architecture`), default first.
+ARCHITECTURES: dict[str, tuple[str, ...]] = {"resnet": ("torchvision", "study_code"),
+                                             "lenet": ("classic", "study_code")}
 
 #: Downsampling layers (kernel, stride, padding) on the main path, in order; shortcuts see the same input with
 #: the same symmetry condition (1x1, stride 2, no padding).
 _RESNET_STEM = ((7, 2, 3), (3, 2, 1))  # conv1, maxpool
 _RESNET_STAGE = (3, 2, 1)  # first 3x3 conv of stages 2.. (torchvision puts the stride there)
 _LENET = ((5, 1, 0), (2, 2, 0), (5, 1, 0), (2, 2, 0))
+_LENET_STUDY = ((5, 1, 1), (2, 2, 0), (5, 1, 1), (2, 2, 0))  # padding 1, as the study's LeNet.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +62,13 @@ class ModelSpec:
     #: Where the (MC-)dropout layer sits, as in the study's code: ``"last"`` before the last linear layer
     #: (LeNets' FC 84 -> Dropout -> FC 3; G-ResNets after group pooling), ``"head"`` before the MLP head
     #: (CE-ResNet50: on the pooled 2048 features). See :class:`~.heads.PooledHead`.
-    dropout_at: Literal["last", "head"] = "last"
+    dropout_at: Literal["last", "head", "map"] = "last"
+    #: Layout. G-ResNets: ``"torchvision"`` (torchvision's blocks, max-pooled stem, regular fields to the end) or
+    #: ``"study_code"`` (the study's escnn wide-ResNet: no max-pool, pre-activation blocks, Bottleneck without
+    #: the x4 expansion, last stage in trivial fields, dropout on the last map; :mod:`.g_resnet_study`). The plain
+    #: LeNet: ``"classic"`` (unpadded 5x5 convolutions) or ``"study_code"`` (padding 1 and a soft circular input
+    #: mask, as the study's ``LeNet.py``).
+    architecture: Literal["torchvision", "classic", "study_code"] = "torchvision"
     description: str = ""
     #: Default crop side S (timm's per-model ``input_size``): exact for the family, the crop of 161 px stores.
     input_size: int = 161
@@ -90,8 +100,9 @@ class ModelSpec:
     def downsampling(self) -> tuple[tuple[int, int, int], ...]:
         """(kernel, stride, padding) of every layer that changes the spatial size, in order."""
         if self.family == "lenet":
-            return _LENET
-        return _RESNET_STEM + (_RESNET_STAGE,) * (len(self.layers) - 1)
+            return _LENET_STUDY if self.architecture == "study_code" else _LENET
+        stem = _RESNET_STEM[:1] if self.architecture == "study_code" else _RESNET_STEM  # no max-pool there
+        return stem + (_RESNET_STAGE,) * (len(self.layers) - 1)
 
     def feature_size(self, image_size: int) -> int:
         """Side of the last feature map for an ``S x S`` input; raises if the input is too small."""
@@ -133,7 +144,7 @@ def _resnet(name: str, depth: tuple, *, description: str, **kw) -> ModelSpec:
 
 def _lenet(name: str, *, description: str, **kw) -> ModelSpec:
     return ModelSpec(name, "lenet", "lenet", (1, 1), _LENET_WIDTHS, stem_width=0, head_hidden=_LENET_HEAD,
-                     input_size=160, description=description, **kw)
+                     input_size=160, architecture="classic", description=description, **kw)
 
 
 SPECS: tuple[ModelSpec, ...] = (
