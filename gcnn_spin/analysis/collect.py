@@ -37,6 +37,7 @@ from .recovery import N_DRAWS
 from .report import Figure, write_report
 from .runs import Completeness, Issue, check_completeness, group_issues
 from .sections.common import Output, Written
+from .sections.catalogue import CatalogueInputs, catalogue_section
 from .sections.completeness import completeness_section
 from .sections.metrics import metrics_section, per_run_metrics
 from .sections.recovery import recovery_section
@@ -115,7 +116,9 @@ def collect(settings: Settings) -> Outcome:
     recovery = recovery_section(out, runs, run_incomplete, settings.draws, settings.resample_seed)
     rotation = rotation_section(out, runs, completeness.issues)
     survey = survey_section(out, completeness, settings.predictions, settings.progress)
-    written: list[Written] = [metrics, reflection, recovery, rotation, survey.written]
+    catalogue = catalogue_section(out, completeness, CatalogueInputs(store, settings.predictions, settings.data,
+                                                                     settings.truth), survey.per_seed)
+    written: list[Written] = [metrics, reflection, recovery, rotation, survey.written, catalogue]
     if settings.truth is not None:
         written.append(validation_section(out, Path(settings.truth), settings.data, per_run, survey.per_seed,
                                           survey.incomplete))
