@@ -296,7 +296,7 @@ def write_catalogue(out_dir: Path, rows, part_rows: Sequence[tuple[int, int]], m
     """
     gz1 = gz1_lookup(data)
     labelled = labelled_rows(data)
-    ids_width = max(int(max((len(s) for s in rows.column("dr8_id").to_pylist()), default=1)),
+    ids_width = max(id_width(rows.column("dr8_id")),
                     int(labelled["dr8_id"].astype(str).str.len().max()) if len(labelled) else 1)
     columns = base_columns(ids_width) + [c for m in members for c in model_columns(m)]
     n_rows = rows.num_rows + len(labelled)
@@ -320,6 +320,15 @@ def write_catalogue(out_dir: Path, rows, part_rows: Sequence[tuple[int, int]], m
         finally:
             writers.close()
     return CatalogueResult([fits_path, parquet_path], n_rows, columns, counts, truth_counts, dict(meta))
+
+
+def id_width(ids) -> int:
+    """Longest ``dr8_id`` of a pyarrow string column (computed in Arrow: no Python string per galaxy)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    longest = pc.max(pc.utf8_length(pc.cast(ids, pa.string()))).as_py() if len(ids) else None
+    return max(int(longest or 1), 1)
 
 
 def model_block(model: str, reduced: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
