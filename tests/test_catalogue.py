@@ -118,6 +118,7 @@ def test_a_galaxy_missing_from_a_member_refuses_the_catalogue_unless_partial(tmp
     runs, pred, data, _, _ = survey
     missing = write_predictions(pred, store_path(data, "survey"), "resnet18", 1, drop=(0, 0))
     outcome = run(tmp_path, survey)
+    assert outcome.exit_code == 3 and any("catalogue: resnet18 seed1" in i.describe() for i in outcome.issues)
     folder = tmp_path / "results" / "catalogue"
     assert not list(folder.glob("*")) if folder.exists() else True  # nothing written, no temporary left
     assert "Catalogue not written: resnet18 seed1 did not predict 1 galaxies of part 0" in outcome.report.read_text()

@@ -42,7 +42,11 @@ LABELLED_SPLITS = ("train", "val", "test")
 
 
 class CatalogueIncomplete(UserError):
-    """A member did not predict every galaxy (strict mode)."""
+    """A member (``model``, ``seed``) did not predict every galaxy of ``part`` (strict mode)."""
+
+    def __init__(self, message: str, model: str, seed: int, part: int):
+        super().__init__(message)
+        self.model, self.seed, self.part = model, seed, part
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,15 +263,15 @@ def survey_blocks(rows, part_rows: Sequence[tuple[int, int]], members: dict[str,
             stack = np.full((len(model_members), len(ids), 3), np.nan)
             for k, member in enumerate(model_members):
                 path = member.parts.get(i)
-                if path is None:
-                    continue
-                where, probs = align(ids, read_member_part(path), path)
-                stack[k, where] = probs
+                if path is not None:
+                    where, probs = align(ids, read_member_part(path), path)
+                    stack[k, where] = probs
                 missing = ok & ~np.isfinite(stack[k, :, 0])
                 if missing.any() and not allow_partial:
                     raise CatalogueIncomplete(
                         f"{model} seed{member.seed} did not predict {int(missing.sum())} galaxies of part {i} "
-                        f"(e.g. {ids[missing][0]}): rerun its inference, or pass --allow-partial")
+                        f"(e.g. {ids[missing][0]}): rerun its inference, or pass --allow-partial",
+                        model, member.seed, i)
             block[model] = stack
         yield block
 

@@ -15,7 +15,7 @@ from ...io import config_hash
 from ...layout import read_run_marker
 from .. import catalogue, sky, sky_figures
 from ..report import Section
-from ..runs import Completeness, read_part_plan, stale_parts
+from ..runs import Completeness, Issue, read_part_plan, stale_parts
 from ..tables import frame_table, mean_std
 from ..validation import truth_classes
 from .common import Output, Written, doc_body
@@ -163,6 +163,7 @@ def catalogue_section(out: Output, completeness: Completeness, inputs: Catalogue
                                            meta, data=inputs.data, truth=truth, allow_partial=out.allow_partial)
     except catalogue.CatalogueIncomplete as err:
         section.text = f"Catalogue not written: {err}"
+        written.issues.append(Issue("predictions", err.model, err.seed, f"catalogue: {err}", part=err.part))
         return written
     section.text += (f"\n\nWritten: {', '.join(f'`{p.relative_to(out.root)}`' for p in result.paths)} "
                      f"({result.n_rows} rows, {len(result.columns)} columns; the columns are documented in "
