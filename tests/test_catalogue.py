@@ -173,3 +173,11 @@ def test_the_injected_sky_reads_as_injected_for_a_chiral_model_and_not_for_a_bia
     assert set(summary["galaxies"]) == {"all", "region north", "region south", "galactic north", "galactic south"}
     row = summary.set_index(["model", "galaxies"]).loc[("gc_resnet18", "all")]
     assert row["cvs_low"] <= row["cvs"] <= row["cvs_high"]
+
+
+def test_the_maps_show_the_exact_chiral_model_beside_a_plain_one():
+    from gcnn_spin.analysis.sections.catalogue import pick_maps
+
+    assert pick_maps(["resnet18", "g_resnet18", "g_resnet18_c", "gc_resnet18"]) == ["gc_resnet18", "resnet18"]
+    assert pick_maps(["g_resnet18", "ce_resnet50"]) == ["ce_resnet50"]
+    assert pick_maps(["g_resnet18", "g_resnet50"]) == ["g_resnet18", "g_resnet50"]

@@ -78,7 +78,8 @@ def part_rows(predictions: Path | None, store) -> list[tuple[int, int]]:
 
 def pick_maps(labels: list[str]) -> list[str]:
     """A chirality-equivariant model and a plain one to draw side by side (those present)."""
-    chiral = [m for m in labels if m.startswith("gc_") or m.endswith("_c") or m.startswith("ce_")]
+    chiral = sorted((m for m in labels if m.startswith(("gc_", "ce_")) or m.endswith("_c")),
+                    key=lambda m: not m.startswith("gc_"))  # the exact one-pass model first
     plain = [m for m in labels if not m.startswith(("g_", "gc_", "ce_")) and not m.endswith("_c")]
     return chiral[:1] + plain[:1] or labels[:2]
 
