@@ -115,14 +115,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['n_galaxies']:,} | {r['n_galaxies'] / SURVEY_SIZE:.2%} | {r['seconds']:.1f} | "
               f"{1e6 * r['seconds'] / r['n_galaxies']:.0f} | {r['peak_rss_bytes'] / 1e6:.0f} | "
               f"{r['output_bytes'] / 1e6:.0f} |")
-    marginal = [1e6 * (b["seconds"] - a["seconds"]) / (b["n_galaxies"] - a["n_galaxies"]) for a, b in zip(rows, rows[1:])]
+    marginal = [1e6 * (b["seconds"] - a["seconds"]) / (b["n_galaxies"] - a["n_galaxies"])
+                for a, b in zip(rows, rows[1:])]
     print(f"\nmarginal time per galaxy between consecutive sizes (equal when linear): "
           f"{', '.join(f'{m:.0f}' for m in marginal)} µs")
     print(f"fit: time = {t_fit[0]:.1f} s + {1e6 * t_fit[1]:.1f} µs x galaxies; peak RSS = {m_fit[0] / 1e6:.0f} MB + "
           f"{m_fit[1]:.0f} B x galaxies")
+    hours = (t_fit[0] + t_fit[1] * SURVEY_SIZE) / 3600
+    peak_gb = (m_fit[0] + m_fit[1] * SURVEY_SIZE) / 1e9
     print(f"extrapolated to {SURVEY_SIZE / 1e6:.1f} M galaxies x {len(models)} models x {args.seeds} seeds: "
-          f"{(t_fit[0] + t_fit[1] * SURVEY_SIZE) / 3600:.1f} h, peak RSS {(m_fit[0] + m_fit[1] * SURVEY_SIZE) / 1e9:.2f} GB "
-          f"(target <= 8 GB), FITS + parquet {rows[-1]['output_bytes'] / n[-1] * SURVEY_SIZE / 1e9:.0f} GB")
+          f"{hours:.1f} h, peak RSS {peak_gb:.2f} GB (target <= 8 GB), FITS + parquet "
+          f"{rows[-1]['output_bytes'] / n[-1] * SURVEY_SIZE / 1e9:.0f} GB")
     return 0
 
 

@@ -9,6 +9,7 @@ import pytest
 from astropy.table import Table
 
 from gcnn_spin.analysis import catalogue
+from gcnn_spin.analysis.survey import galactic_latitude
 from gcnn_spin.analysis.collect import Settings, collect
 from gcnn_spin.cluster.infer import store_parts
 from gcnn_spin.data.store import open_store
@@ -101,8 +102,9 @@ def test_the_fits_catalogue_reads_back_with_units_descriptions_and_provenance(tm
     assert (row["resnet18__class"].to_numpy() == cls).all()
     train = parquet[parquet["split"] == "train"]
     assert train["gz1_p_cw"].notna().all() and (train["resnet18__n_seeds"] == 0).all()
-    north = (parquet["dec"] > 32.375) & (parquet["region"] == "north")
-    assert (parquet.loc[parquet["region"] == "north", "dec"] > 32.375).all() and north.sum() == (parquet["region"] == "north").sum()
+    b = galactic_latitude(parquet["ra"].to_numpy(), parquet["dec"].to_numpy())
+    north = (parquet["dec"] > 32.375) & (b > 0)
+    assert (parquet["region"] == np.where(north, "north", "south")).all()
     report = (tmp_path / "results" / "report.md").read_text()
     assert "catalogue/spin_catalogue.fits" in report and "CVS by imaging region" in report
 
@@ -168,7 +170,7 @@ def test_the_injected_sky_reads_as_injected_for_a_chiral_model_and_not_for_a_bia
     assert len(chiral) >= 3 and chiral["galaxies"].str.startswith("pixel").any()
     assert chiral["inside"].all(), chiral
     every = biased.set_index("galaxies").loc["all"]
-    assert not every["inside"] and every["cvs"] > every["cvs_high"] - (every["cvs_high"] - every["cvs_low"]) / 2 > every["cvs_true"]
+    assert not every["inside"] and every["cvs_low"] > every["cvs_true"]  # biased towards ACW, beyond the noise
     summary = pd.read_csv(tmp_path / "results" / "tables" / "catalogue_summary.csv")
     assert set(summary["galaxies"]) == {"all", "region north", "region south", "galactic north", "galactic south"}
     row = summary.set_index(["model", "galaxies"]).loc[("gc_resnet18", "all")]

@@ -1,16 +1,17 @@
 """The spin catalogue: one row per survey galaxy (then the labelled GZ1 galaxies), streamed part by part.
 
-    RESULTS/catalogue/spin_catalogue.fits      FITS binary table (units, TCOMMn descriptions, provenance keywords)
-    RESULTS/catalogue/spin_catalogue.parquet   the same rows and columns (units and descriptions in field metadata)
-
-Rows: the survey store's galaxies in store order (``split = survey``), then the train/val/test galaxies of the
-labelled stores (their GZ1 vote fractions and label; no survey predictions). Per model, over its seeds: mean and
-standard deviation (ddof 1) of ``p_cw``, ``p_acw``, ``p_other``, the number of seeds that predicted the galaxy,
-and the class of the mean probabilities at the 0.5 threshold. ``docs/catalogue.md`` documents every column.
+Two files with the same rows and columns: ``RESULTS/catalogue/spin_catalogue.fits`` (a FITS binary table:
+units, ``TCOMMn`` descriptions, provenance keywords) and ``spin_catalogue.parquet`` (units and descriptions in
+the field metadata). Rows: the survey store's galaxies in store order (``split = survey``), then the
+train/val/test galaxies of the labelled stores (their GZ1 vote fractions and label; no survey predictions). Per
+model, over its seeds: mean and standard deviation (ddof 1) of ``p_cw``, ``p_acw``, ``p_other``, the number of
+seeds that predicted the galaxy, and the class of the mean probabilities at the 0.5 threshold.
+``docs/catalogue.md`` documents every column.
 
 Streaming: part *i* of every member (model, seed) is read, aligned on ``dr8_id`` with the store rows of part *i*,
-reduced, and appended to both files; no more than one part per member is in memory, so memory does not grow
-with the survey. The HEALPix and region x hemisphere counts of :mod:`.sky` are accumulated in the same pass.
+reduced, and appended to both files; no more than one part per member is in memory. Memory grows only with
+the survey store's rows (``dr8_id, ra, dec, ok``, a few tens of bytes a galaxy), never with the predictions.
+The HEALPix and region x hemisphere counts of :mod:`.sky` are accumulated in the same pass.
 Both files are written under temporary names and renamed when complete (an interrupted write leaves nothing).
 
 Strict by default: a galaxy with a usable image that a member did not predict stops the catalogue
@@ -22,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -164,8 +166,8 @@ def align(part_ids: np.ndarray, frame: pd.DataFrame, path: Path) -> tuple[np.nda
 def reduce_model(stack: np.ndarray) -> dict[str, np.ndarray]:
     """Mean, std (ddof 1), count and class over seeds of ``(n_seeds, n, 3)`` probabilities (NaN = not predicted)."""
     count = np.isfinite(stack[..., 0]).sum(0)
-    with np.errstate(all="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    with warnings.catch_warnings():  # rows no seed predicted are NaN by design
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(stack, axis=0)
         std = np.nanstd(stack, axis=0, ddof=1) if len(stack) > 1 else np.full(stack.shape[1:], np.nan)
     std[count < 2] = np.nan

@@ -20,6 +20,7 @@ Significance as for the per-galaxy fit: χ² = dᵀC⁻¹d, 3 degrees of freedom
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -104,7 +105,8 @@ def bootstrap_cvs(counts: np.ndarray, draws: int = BOOTSTRAP_DRAWS, seed: int = 
         sample = rng.multinomial(total[used], p, size=(draws, int(used.sum())))  # (draws, K, 3)
         values = cvs_of(sample)
         tail = 100 * (1 - level) / 2
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # a set with a single spiral has draws without any: NaN, not a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
             low[used], high[used] = np.nanpercentile(values, [tail, 100 - tail], axis=0)
             std[used] = np.nanstd(values, axis=0, ddof=1)
     return low.reshape(shape), high.reshape(shape), std.reshape(shape)

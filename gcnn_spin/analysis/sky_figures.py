@@ -34,7 +34,8 @@ def sky_maps_plot(maps: Mapping[str, np.ndarray], path: str | Path, nside: int =
                           subplot_kw={"projection": "mollweide"})
     for row, (label, counts) in zip(axes, maps.items()):
         spirals = (counts[:, 0] + counts[:, 1]).astype(np.float64)
-        values = {"predicted spirals per pixel": np.where(spirals > 0, spirals, np.nan), "CVS per pixel": cvs_of(counts)}
+        values = {"predicted spirals per pixel": np.where(spirals > 0, spirals, np.nan),
+                  "CVS per pixel": cvs_of(counts)}
         for ax, (title, value) in zip(row, values.items()):
             lon, lat, image = sample_map(value, nside)
             limit = np.nanmax(np.abs(image)) if np.isfinite(image).any() else 1.0

@@ -110,7 +110,8 @@ def dipole_row(label: str, counts: catalogue.SkyCounts, survey_per_seed: pd.Data
                  if "significance_sigma" in survey_per_seed else [])
     m, sd, _ = mean_std(per_seed)
     lm, lsd, _ = mean_std(lsq)
-    return {"model": label, "n_pixels": fit["n_pixels"], "map_dipole": fit["dipole"], "map_dipole_err": fit["dipole_err"],
+    return {"model": label, "n_pixels": fit["n_pixels"], "map_dipole": fit["dipole"],
+            "map_dipole_err": fit["dipole_err"],
             "map_dipole_ra": fit["dipole_ra"], "map_dipole_dec": fit["dipole_dec"],
             "map_sigma": fit["significance_sigma"], "chi2_map_dof": fit["chi2_map_dof"],
             "map_dipole_seed_mean": m, "map_dipole_seed_std": sd, "lsq_dipole_seed_mean": lm,

@@ -23,7 +23,8 @@ PER_SEED_COLUMNS = ["model", "seed", "n_cw", "n_acw", "n_other", "pct_cw", "pct_
                     "cvs_north", "cvs_south", "dipole", "significance_sigma"]
 SKY_COLUMNS = ("cvs_north", "cvs_south", "dipole", "significance_sigma")
 PER_RUN_KEEP = ("model", "seed", "n_total", "n_cw", "n_acw", "n_other", "cvs", "cvs_boot_low", "cvs_boot_high",
-                "cvs_north", "cvs_south", "dipole", "dipole_err", "dipole_ra", "dipole_dec", "significance_sigma", "p_value")
+                "cvs_north", "cvs_south", "dipole", "dipole_err", "dipole_ra", "dipole_dec", "significance_sigma",
+                "p_value")
 
 
 @dataclasses.dataclass
