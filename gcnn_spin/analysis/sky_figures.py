@@ -29,17 +29,21 @@ def sample_map(values: np.ndarray, nside: int = NSIDE) -> tuple[np.ndarray, np.n
 
 
 def sky_maps_plot(maps: Mapping[str, np.ndarray], path: str | Path, nside: int = NSIDE) -> Path:
-    """One row per model: spirals per pixel and the CVS per pixel, from ``(npix, 3)`` counts."""
+    """One row per model: spirals per pixel and the CVS per pixel, from ``(npix, 3)`` counts; each column shares
+    its colour scale, so the models compare at a glance."""
     fig, axes = _subplots(len(maps), 2, figsize=(11, 3.2 * len(maps)), squeeze=False,
                           subplot_kw={"projection": "mollweide"})
-    for row, (label, counts) in zip(axes, maps.items()):
+    columns = {"predicted spirals per pixel": {}, "CVS per pixel": {}}
+    for label, counts in maps.items():
         spirals = (counts[:, 0] + counts[:, 1]).astype(np.float64)
-        values = {"predicted spirals per pixel": np.where(spirals > 0, spirals, np.nan),
-                  "CVS per pixel": cvs_of(counts)}
-        for ax, (title, value) in zip(row, values.items()):
+        columns["predicted spirals per pixel"][label] = np.where(spirals > 0, spirals, np.nan)
+        columns["CVS per pixel"][label] = cvs_of(counts)
+    for j, (title, values) in enumerate(columns.items()):
+        finite = [np.abs(v[np.isfinite(v)]) for v in values.values()]
+        limit = max((float(f.max()) for f in finite if f.size), default=1.0)
+        cvs_map = title.startswith("CVS")
+        for ax, (label, value) in zip(axes[:, j], values.items()):
             lon, lat, image = sample_map(value, nside)
-            limit = np.nanmax(np.abs(image)) if np.isfinite(image).any() else 1.0
-            cvs_map = title.startswith("CVS")
             mesh = ax.pcolormesh(lon, lat, np.ma.masked_invalid(image), cmap="RdBu_r" if cvs_map else "viridis",
                                  vmin=-limit if cvs_map else 0, vmax=limit, shading="flat", rasterized=True)
             ax.set_title(f"{label}: {title}", fontsize=9)
