@@ -130,6 +130,8 @@ def test_a_galaxy_missing_from_a_member_refuses_the_catalogue_unless_partial(tmp
     ok = parquet.loc[lost, "image_ok"] == 1
     assert ok.sum() == 1 and (parquet.loc[np.array(lost)[ok.to_numpy()], "resnet18__n_seeds"] == 1).all()
     assert sorted(p.name for p in folder.iterdir()) == ["spin_catalogue.fits", "spin_catalogue.parquet"]
+    outcome = run(tmp_path, survey)  # strict again: the partial catalogue must not stay behind to be cited
+    assert not list(folder.iterdir()) and "earlier catalogue (spin_catalogue.fits" in outcome.report.read_text()
 
 
 def test_the_injected_sky_reads_as_injected_for_a_chiral_model_and_not_for_a_biased_one(tmp_path, tiny_dataset):

@@ -132,6 +132,14 @@ def truth_rows(label: str, counts: catalogue.SkyCounts, truth: catalogue.SkyCoun
     return rows
 
 
+def remove_stale(folder: Path) -> str:
+    """Remove a catalogue an earlier collect wrote (it no longer matches the predictions); say so."""
+    stale = [p for p in (folder / f"{catalogue.STEM}.fits", folder / f"{catalogue.STEM}.parquet") if p.exists()]
+    for path in stale:
+        path.unlink()
+    return f" The earlier catalogue ({', '.join(p.name for p in stale)}) was removed." if stale else ""
+
+
 def catalogue_section(out: Output, completeness: Completeness, inputs: CatalogueInputs,
                       survey_per_seed: pd.DataFrame) -> Written:
     """Write the catalogue and its sky tables and maps (see :mod:`gcnn_spin.analysis.catalogue`)."""
@@ -143,7 +151,8 @@ def catalogue_section(out: Output, completeness: Completeness, inputs: Catalogue
     incomplete = completeness.survey_incomplete()
     if incomplete and not out.allow_partial:
         section.text = (f"Catalogue not written: incomplete prediction sets for {', '.join(incomplete)} (see "
-                        f"Completeness); `--allow-partial` writes it with per-row member counts.")
+                        f"Completeness); `--allow-partial` writes it with per-row member counts."
+                        + remove_stale(out.root / "catalogue"))
         return written
     import pyarrow.parquet as pq
 
@@ -164,7 +173,7 @@ def catalogue_section(out: Output, completeness: Completeness, inputs: Catalogue
         result = catalogue.write_catalogue(out.root / "catalogue", rows, part_rows(inputs.predictions, store), members,
                                            meta, data=inputs.data, truth=truth, allow_partial=out.allow_partial)
     except catalogue.CatalogueIncomplete as err:
-        section.text = f"Catalogue not written: {err}"
+        section.text = f"Catalogue not written: {err}." + remove_stale(out.root / "catalogue")
         written.issues.append(Issue("predictions", err.model, err.seed, f"catalogue: {err}", part=err.part))
         return written
     section.text += (f"\n\nWritten: {', '.join(f'`{p.relative_to(out.root)}`' for p in result.paths)} "
