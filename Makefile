@@ -30,7 +30,7 @@ SUBSET = $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS))
 export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
-.PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer bench-rotation bench-real lock submit-store submit-train \
+.PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer bench-rotation bench-catalogue bench-real lock submit-store submit-train \
 	submit-infer submit-studies status infer-array container gpu-check clean
 
 help:  ## list targets
@@ -54,7 +54,7 @@ test-fast: setup  ## tests without the slow ones
 demo: setup  ## the embedded synthetic survey, end to end
 	$(PY) -m gcnn_spin.demo
 
-bench: bench-data bench-models bench-infer bench-rotation bench-real  ## every benchmark (see BENCHMARKS.md)
+bench: bench-data bench-models bench-infer bench-rotation bench-catalogue bench-real  ## every benchmark (see BENCHMARKS.md)
 
 bench-data: setup  ## Zarr loader vs JPEG-folder loader
 	$(PY) bench/bench_data.py
@@ -67,6 +67,9 @@ bench-infer: setup  ## survey inference throughput of one array task
 
 bench-rotation: setup  ## rotation study: whole MC-dropout passes vs head-only passes, side by side
 	$(PY) bench/bench_rotation.py --threads 1
+
+bench-catalogue: setup  ## spin catalogue writer: time and peak RSS at 3 sizes, extrapolated to 8.7 M galaxies
+	$(PY) bench/bench_catalogue.py
 
 submit-store: setup  ## build store SPLIT (train/val/test/survey) from RAW's images as job arrays, one task per shard
 	$(PY) -m gcnn_spin.cluster.build_store submit --rows $(ROWS) $(if $(filter survey,$(SPLIT)),,--split $(SPLIT)) \

@@ -52,8 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cutout-url", default=DEFAULT_CUTOUT_URL, help="cutout service URL (default: %(default)s)")
     p.add_argument("--cutout-rate", type=float, default=5.0,
                    help="max cutout requests per second (default: %(default)s)")
-    cli.add_dry_run(p, "list the stages and whether each would run, and the SkyServer requests and their least "
-                       "duration; touch nothing")
+    cli.add_dry_run(p, "list the stages and whether each would run, the SkyServer requests and (with "
+                       "--cutout-service) the cutout requests, and their least durations; touch nothing")
     cli.add_quiet(p, "log warnings only, no progress bars")
     cli.add_debug(p)
     return p.parse_args(argv)
@@ -73,6 +73,9 @@ def main(argv=None) -> int:
         if args.dry_run:
             print(pipeline.plan(args.out, inputs, cfg, on_bad=args.on_bad).to_string(index=False))
             print(pipeline.plan_sdss(args.out, inputs, cfg))
+            cutout_plan = pipeline.plan_cutouts(args.out, inputs)
+            if cutout_plan:
+                print(cutout_plan)
             return 0
         stores = [s for s in args.stores.split(",") if s.strip()]
         summary = pipeline.build_dataset(args.out, inputs, cfg, on_bad=args.on_bad, workers=args.workers,

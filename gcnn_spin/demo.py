@@ -25,6 +25,9 @@ from pathlib import Path
 from . import cli, layout
 from .config import load_cluster, load_experiment
 
+#: Centre (RA, Dec in deg) of the demo's sky patch.
+DEMO_SKY = (84.0, 32.4)
+
 
 def cpu_seconds(children: bool = True) -> float:
     """User + system CPU seconds of this process (and of its finished, reaped children)."""
@@ -131,9 +134,10 @@ def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, ov
 
     t0 = _step("synthetic survey", f"1/5 synthetic survey: {n_gz1} GZ1 galaxies + {n_survey} survey-only, "
                                    f"S-wise vote bias {swise_bias}")
-    # A ~9 x 9 deg patch across the galactic plane, so the report's north/south split has galaxies on both sides.
+    # A ~9 x 9 deg patch where the galactic plane crosses Dec 32.375 deg, so the report's galactic north/south
+    # split and the imaging regions (north = BASS/MzLS above that Dec north of the plane) all hold galaxies.
     raw = generate_survey(out / "raw", n_gz1=n_gz1, n_survey_only=n_survey, seed=0, swise_bias=swise_bias,
-                          ra_center=103.0, dec_center=0.0, density_per_deg2=60.0, workers=workers)
+                          ra_center=DEMO_SKY[0], dec_center=DEMO_SKY[1], density_per_deg2=60.0, workers=workers)
     timings.append(_done(t0))
 
     t0 = _step("data pipeline", "2/5 data pipeline: GZ1 -> DESI match -> SDSS cuts -> splits -> Zarr stores")

@@ -16,8 +16,16 @@ def test_demo_runs_end_to_end_and_a_rerun_reuses_everything(tmp_path):
                       swise_bias=0.15, rotation_images=4)
     text = report.read_text()
     for heading in ("Classification metrics", "CVS recovery", "Rotation overlap", "Attribution maps", "Survey",
-                    "Validation against the synthetic truth"):
+                    "Validation against the synthetic truth",
+                    "Spin catalogue and the CVS on the sky"):
         assert heading in text, heading
+    catalogue = report.parent / "catalogue"
+    assert (catalogue / "spin_catalogue.fits").exists() and (catalogue / "spin_catalogue.parquet").exists()
+    regions = pd.read_parquet(catalogue / "spin_catalogue.parquet", columns=["region"])["region"]
+    assert set(regions) == {"north", "south"}  # the demo's sky straddles Dec 32.375 deg north of the plane
+    sky_truth = pd.read_csv(report.parent / "tables" / "sky_truth.csv")
+    assert {"region north", "region south", "galactic north", "galactic south"} <= set(sky_truth["galaxies"])
+    assert sky_truth["galaxies"].str.startswith("pixel").any()
     validation = pd.read_csv(report.parent / "tables" / "validation.csv")
     assert validation["source"].str.contains("gc_resnet18").any()
     gc_error = validation.loc[validation["source"].str.contains("gc_resnet18"), "equivariance_error"].iloc[0]

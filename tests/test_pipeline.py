@@ -389,3 +389,21 @@ def test_store_reports_lie_where_the_store_builder_writes_them(tmp_path):
     assert store_report_path(tmp_path, "survey", "fetch_failed") == tmp_path / "stores" / "survey.fetch_failed.csv"
     with pytest.raises(ValueError, match="unknown store report 'good'"):
         store_report_path(tmp_path, "train", "good")
+
+
+def test_dry_run_estimates_the_cutout_route(tmp_path):
+    n = len(make_raw(tmp_path / "raw", images=False)["index"])  # 36 counterparts + 10 survey-only = 46
+    code, stdout, _ = run_cli(args(tmp_path / "raw", tmp_path / "data", "--cutout-service", "--cutout-rate", "2",
+                                   "--dry-run"))
+    assert code == 0 and not (tmp_path / "data").exists()
+    line = next(line for line in stdout.splitlines() if line.startswith("Cutout service"))
+    assert n == 46 and f"{n:,} cutouts at most (0 cached) -> {n:,} requests; at 2 requests/s" in line
+    assert "files in the cache" in line
+
+
+def test_cutout_estimate_scales_to_the_survey():
+    from gcnn_spin.data.cutouts import estimate
+
+    est = estimate(8_670_000, requests_per_s=5.0, n_cached=670_000)
+    assert est["n_requests"] == 8_000_000 and est["seconds"] == pytest.approx(1.6e6)
+    assert est["inodes"] == 8_670_000 and est["bytes"] == pytest.approx(8e6 * 44e3)

@@ -7,7 +7,8 @@ Layout: ``RESULTS/tables/{stem}.csv`` + ``.md``, ``RESULTS/figures/*.png`` (both
 collect wrote: older files it did not rewrite are removed), ``RESULTS/studies/{study}/{model}/seed{k}.parquet``
 (the CVS recovery is computed here when missing; the rotation study is read when ``analysis/rotation_study.py``
 has run), ``RESULTS/cache/survey/`` (merged survey counts, reused while the parts' markers are unchanged),
-``RESULTS/report.md``.
+``RESULTS/catalogue/spin_catalogue.{fits,parquet}`` (the spin catalogue: one row per survey galaxy with every
+model's mean probabilities over seeds, streamed part by part; see docs/catalogue.md), ``RESULTS/report.md``.
 
 Each group of tables and figures is one section module under ``gcnn_spin/analysis/sections/``: a function of
 explicit inputs that writes its files and returns what it wrote; :func:`collect` runs them in report order.
@@ -20,6 +21,10 @@ Completeness policy: a run without its marker, a missing prediction part and a f
   the command exits with status 3 after writing, listing what is incomplete;
 - ``--allow-partial``: incomplete members are left out, rows are averaged over the complete members and say
   which were left out, and the command exits 0.
+
+The catalogue is strict too: it is not written while a prediction set is incomplete, or when a member did not
+predict a galaxy of its part; with ``--allow-partial`` it is written from the parts that exist and each row
+counts the seeds that predicted it.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ DEVIATIONS_NOTE = ("Every remaining difference from the study's code and text, a
 from .runs import Completeness, Issue, check_completeness, group_issues
 from .sections.attribution import attribution_section
 from .sections.common import Output, Written
+from .sections.catalogue import CatalogueInputs, catalogue_section
 from .sections.completeness import completeness_section
 from .sections.metrics import metrics_section, per_run_metrics
 from .sections.recovery import recovery_section
@@ -121,11 +127,13 @@ def collect(settings: Settings) -> Outcome:
     rotation = rotation_section(out, runs, completeness.issues)
     survey = survey_section(out, completeness, settings.predictions, settings.progress)
     attribution = attribution_section(out, runs, run_incomplete, settings.data)
-    written: list[Written] = [metrics, reflection, recovery, rotation, attribution, survey.written]
+    catalogue = catalogue_section(out, completeness, CatalogueInputs(store, settings.predictions, settings.data,
+                                                                     settings.truth), survey.per_seed)
+    written: list[Written] = [metrics, reflection, recovery, rotation, attribution, survey.written, catalogue]
     if settings.truth is not None:
         written.append(validation_section(out, Path(settings.truth), settings.data, per_run, survey.per_seed,
                                           survey.incomplete))
-    issues = [*completeness.issues, *rotation.issues]
+    issues = [*completeness.issues, *rotation.issues, *catalogue.issues]
     written.append(completeness_section(out, completeness, issues,
                                         [e for w in written for e in w.figure_errors]))
     sections = [written[-1].section, *(w.section for w in written[:-1])]  # completeness first in the report

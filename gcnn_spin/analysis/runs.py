@@ -344,6 +344,7 @@ class Completeness:
     parts_source: str
     labels_of_predictions: dict[tuple[str, int], str]  # (dir_name, seed) -> table label
     notes: list[str] = dataclasses.field(default_factory=list)
+    part_sources: list[str] = dataclasses.field(default_factory=list)  # what each planned part must have read
 
     def complete_runs(self) -> list[Run]:
         return [r for r in self.runs if r.complete]
@@ -479,4 +480,4 @@ def check_completeness(runs_root: str | Path, pred_root: str | Path | None = Non
         if r.complete and r.dir_name in dirs_with_predictions and (r.dir_name, r.seed) not in have:
             issues.append(Issue("predictions", r.label, r.seed, "no survey predictions for this finished run"))
             labels[(r.dir_name, r.seed)] = r.label
-    return Completeness(runs, sets, issues, total, source, labels, mixed_members(runs))
+    return Completeness(runs, sets, issues, total, source, labels, mixed_members(runs), sources)

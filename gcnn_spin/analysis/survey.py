@@ -100,24 +100,17 @@ def unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     return np.column_stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
 
 
-def dipole_fit(ra: np.ndarray, dec: np.ndarray, sign: np.ndarray) -> dict[str, float]:
-    """Least-squares monopole + dipole fit of the spin sign (see the module docstring)."""
+DIPOLE_KEYS = ("monopole", "monopole_err", "dipole", "dipole_err", "dipole_ra", "dipole_dec", "chi2", "p_value",
+               "significance_sigma")
+
+
+def dipole_summary(coef: np.ndarray | None, cov: np.ndarray | None, n: int) -> dict[str, float]:
+    """Monopole, dipole amplitude, its error along its direction, direction (RA, Dec) and χ² significance from the
+    fitted ``(m, d_x, d_y, d_z)`` and their covariance (all NaN when ``coef`` is None)."""
     from scipy import stats
 
-    sign = np.asarray(sign, dtype=np.float64)
-    n = len(sign)
-    nan = {k: math.nan for k in ("monopole", "monopole_err", "dipole", "dipole_err", "dipole_ra", "dipole_dec",
-                                 "chi2", "p_value", "significance_sigma")}
-    if n < 10:
-        return {"n_spirals": n, **nan}
-    design = np.column_stack([np.ones(n), unit_vectors(ra, dec)])
-    coef, *_ = np.linalg.lstsq(design, sign, rcond=None)
-    resid = sign - design @ coef
-    sigma2 = float(resid @ resid) / max(n - 4, 1)
-    try:
-        cov = sigma2 * np.linalg.inv(design.T @ design)
-    except np.linalg.LinAlgError:  # every galaxy on one point or great circle: no dipole can be fitted
-        return {"n_spirals": n, **nan}
+    if coef is None:
+        return {"n_spirals": n, **{k: math.nan for k in DIPOLE_KEYS}}
     d, cov_d = coef[1:], cov[1:, 1:]
     amplitude = float(np.linalg.norm(d))
     direction = d / amplitude if amplitude > 0 else np.array([0.0, 0.0, 1.0])
@@ -128,6 +121,23 @@ def dipole_fit(ra: np.ndarray, dec: np.ndarray, sign: np.ndarray) -> dict[str, f
             "dipole_ra": float(np.degrees(np.arctan2(direction[1], direction[0])) % 360.0),
             "dipole_dec": float(np.degrees(np.arcsin(np.clip(direction[2], -1, 1)))),
             "chi2": chi2, "p_value": p_value, "significance_sigma": float(stats.norm.isf(p_value / 2))}
+
+
+def dipole_fit(ra: np.ndarray, dec: np.ndarray, sign: np.ndarray) -> dict[str, float]:
+    """Least-squares monopole + dipole fit of the spin sign (see the module docstring)."""
+    sign = np.asarray(sign, dtype=np.float64)
+    n = len(sign)
+    if n < 10:
+        return dipole_summary(None, None, n)
+    design = np.column_stack([np.ones(n), unit_vectors(ra, dec)])
+    coef, *_ = np.linalg.lstsq(design, sign, rcond=None)
+    resid = sign - design @ coef
+    sigma2 = float(resid @ resid) / max(n - 4, 1)
+    try:
+        cov = sigma2 * np.linalg.inv(design.T @ design)
+    except np.linalg.LinAlgError:  # every galaxy on one point or great circle: no dipole can be fitted
+        return dipole_summary(None, None, n)
+    return dipole_summary(coef, cov, n)
 
 
 def survey_seed(merged: dict) -> dict[str, float]:

@@ -150,6 +150,33 @@ class LegacyCutoutService:
             return self.cache.load(dr8_id)
 
 
+#: Mean size of a 424 px cutout JPEG (the Galaxy Zoo DESI ones average ~44 kB; BENCHMARKS.md).
+CUTOUT_BYTES = 44_000
+#: Legacy Surveys bricks are 0.25 deg x 0.25 deg: the cache holds one folder per brick with a galaxy.
+BRICKS_PER_DEG2 = 16
+
+
+def estimate(n_images: int, *, requests_per_s: float = 5.0, n_cached: int = 0) -> dict:
+    """What fetching ``n_images`` cutouts costs: requests, least duration, disk and inodes of the cache.
+
+    ``seconds`` is the throttle's lower bound (``n_requests / requests_per_s``: one request per cutout, cached
+    ones skipped); the service's own response time and retries add to it. Inodes: one file per cutout (the
+    folders, one per brick, add ~16 per square degree of sky covered).
+    """
+    n_requests = max(0, int(n_images) - int(n_cached))
+    return {"n_images": int(n_images), "n_cached": int(n_cached), "n_requests": n_requests,
+            "seconds": n_requests / requests_per_s if requests_per_s > 0 else 0.0,
+            "bytes": n_requests * CUTOUT_BYTES, "inodes": int(n_images)}
+
+
+def describe_estimate(est: dict, requests_per_s: float) -> str:
+    hours = est["seconds"] / 3600
+    return (f"Cutout service: {est['n_images']:,} cutouts at most ({est['n_cached']:,} cached) -> "
+            f"{est['n_requests']:,} requests; at {requests_per_s:g} requests/s at least {hours:.1f} h "
+            f"({hours / 24:.1f} days; plus the server's response time); ~{est['bytes'] / 1e9:.1f} GB and "
+            f"{est['inodes']:,} files in the cache")
+
+
 def prefetch(service: LegacyCutoutService, dr8_ids: Iterable[str], *, workers: int = 4,
              progress: bool = True) -> dict:
     """Fill the cache for ``dr8_ids`` with ``workers`` threads (throttled by the service's rate limit).

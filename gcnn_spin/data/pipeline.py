@@ -40,6 +40,7 @@ from gcnn_spin.data.bad_rows import check_on_bad
 from gcnn_spin.data.images import JpegTree
 from gcnn_spin.data.study import beside_study
 from gcnn_spin.artifacts import is_done, verdict
+from gcnn_spin.errors import reading
 from gcnn_spin.io import (atomic_path, config_hash, write_json_atomic, write_marker, write_parquet_atomic,
                           write_text_atomic)
 from gcnn_spin.layout import store_path, store_report_path
@@ -389,12 +390,39 @@ def plan_sdss(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig) -> st
     if is_done(match_path):
         n_objects = int((pd.read_parquet(match_path, columns=["dr8_id"])["dr8_id"] != "").sum())
     else:
-        with open(inputs.gz1, "rb") as f:
-            n_objects = max(0, sum(1 for line in f if line.strip()) - 1)
+        n_objects = table_rows(inputs.gz1)
     est = sdss.estimate(n_objects, requests_per_s=inputs.sdss_rate, batch_size=inputs.sdss_batch_size,
                         max_query_bytes=inputs.sdss_max_query_bytes, neighbours=cfg.sdss_neighbours,
                         radius_arcsec=cfg.neighbour_radius_arcsec)
     return sdss.describe_estimate(est, inputs.sdss_rate)
+
+
+def plan_cutouts(out_dir: str | os.PathLike, inputs: Inputs) -> str | None:
+    """Dry run of the cutout route: how many cutouts, requests and hours at least (``None`` without the route).
+
+    Every store row is a galaxy of the DESI index and is fetched once, so the index's row count bounds the
+    cutouts; those already in ``DATA/cache/cutouts`` are not requested again (counted only when the cache is
+    small enough to list quickly).
+    """
+    if not inputs.cutout_service:
+        return None
+    n_images = table_rows(inputs.desi_index)
+    cache = Path(out_dir) / "cache" / "cutouts"
+    n_cached = sum(1 for _ in cache.rglob("*.jpg")) if cache.is_dir() and n_images <= 1_000_000 else 0
+    est = cutouts.estimate(n_images, requests_per_s=inputs.cutout_rate, n_cached=min(n_cached, n_images))
+    return cutouts.describe_estimate(est, inputs.cutout_rate)
+
+
+def table_rows(path: str | os.PathLike) -> int:
+    """Rows of a parquet file (from its footer) or data lines of a CSV, without reading the table."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        with reading(path, "DESI index", "give the Galaxy Zoo DESI catalogue (parquet or CSV)"):
+            return int(pq.ParquetFile(path).metadata.num_rows)
+    with open(path, "rb") as f:
+        return max(0, sum(1 for line in f if line.strip()) - 1)
 
 
 def build_dataset(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig, *, on_bad: str = "raise",

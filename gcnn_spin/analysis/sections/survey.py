@@ -15,14 +15,16 @@ from ...io import DIGEST_KEY, config_hash, read_marker, write_json_atomic
 from .. import figures, survey
 from ..report import Section
 from ..runs import Completeness, PredictionSet, model_order
+from ..sky import with_bootstrap
 from ..tables import Column, frame_table, summary_table
 from .common import Output, Written, doc_body
 
 PER_SEED_COLUMNS = ["model", "seed", "n_cw", "n_acw", "n_other", "pct_cw", "pct_acw", "acw_cw_ratio", "cvs",
                     "cvs_north", "cvs_south", "dipole", "significance_sigma"]
 SKY_COLUMNS = ("cvs_north", "cvs_south", "dipole", "significance_sigma")
-PER_RUN_KEEP = ("model", "seed", "n_total", "n_cw", "n_acw", "n_other", "cvs", "cvs_north", "cvs_south", "dipole",
-                "dipole_err", "dipole_ra", "dipole_dec", "significance_sigma", "p_value")
+PER_RUN_KEEP = ("model", "seed", "n_total", "n_cw", "n_acw", "n_other", "cvs", "cvs_boot_low", "cvs_boot_high",
+                "cvs_north", "cvs_south", "dipole", "dipole_err", "dipole_ra", "dipole_dec", "significance_sigma",
+                "p_value")
 
 
 @dataclasses.dataclass
@@ -64,6 +66,7 @@ def per_seed_frame(out: Output, completeness: Completeness, progress: bool = Tru
     if len(per_seed):
         order = {m: i for i, m in enumerate(model_order(per_seed["model"]))}
         per_seed = per_seed.sort_values(["model", "seed"], key=lambda c: c.map(order) if c.name == "model" else c)
+        per_seed = with_bootstrap(per_seed)
     return per_seed
 
 
@@ -81,7 +84,7 @@ def survey_section(out: Output, completeness: Completeness, predictions: Path | 
     incomplete = result.incomplete
     labels = model_order(set(per_seed["model"] if len(per_seed) else []) | set(incomplete))
     table = per_seed.copy() if len(per_seed) else pd.DataFrame(columns=PER_SEED_COLUMNS)
-    for col in SKY_COLUMNS:
+    for col in (*SKY_COLUMNS, "cvs_boot_std"):
         if col not in table:
             table[col] = math.nan
     counts = written.table(out, summary_table(
@@ -91,9 +94,11 @@ def survey_section(out: Output, completeness: Completeness, predictions: Path | 
                 Column("pct_cw", "CW %", 2), Column("pct_acw", "ACW %", 2)], incomplete, out.allow_partial, labels))
     cvs_table = written.table(out, summary_table(
         "table10_survey_cvs", "Table 10: survey ACW/CW ratio and CVS",
-        "n_ACW/n_CW and CVS = (n_ACW − n_CW)/√(n_ACW + n_CW) of the predicted survey, mean ± std over seeds.",
-        table, [Column("acw_cw_ratio", "ACW/CW", 4), Column("cvs", "CVS", 2)], incomplete, out.allow_partial,
-        labels))
+        "n_ACW/n_CW and CVS = (n_ACW − n_CW)/√(n_ACW + n_CW) of the predicted survey, mean ± std over seeds; "
+        "beside it the σ of each seed's CVS under a bootstrap over galaxies (sampling noise, mean ± std over "
+        "seeds), against the spread over seeds (training noise).",
+        table, [Column("acw_cw_ratio", "ACW/CW", 4), Column("cvs", "CVS", 2),
+                Column("cvs_boot_std", "CVS bootstrap σ", 2)], incomplete, out.allow_partial, labels))
     sky = written.table(out, summary_table(
         "sky_split", "Sky split and dipole",
         "CVS of the predicted spirals north (b > 0) and south (b < 0) of the galactic plane, the fitted "
@@ -106,7 +111,8 @@ def survey_section(out: Output, completeness: Completeness, predictions: Path | 
         written.table(out, frame_table(
             "survey_per_seed", "Survey per run", "Every complete prediction set: counts, CVS, hemispheres, "
             "dipole (amplitude, error, direction RA/Dec in degrees, significance).", table[keep],
-            {c: ".2f" for c in ("cvs", "cvs_north", "cvs_south", "dipole_ra", "dipole_dec", "significance_sigma")}
+            {c: ".2f" for c in ("cvs", "cvs_boot_low", "cvs_boot_high", "cvs_north", "cvs_south", "dipole_ra",
+                                "dipole_dec", "significance_sigma")}
             | {"dipole": ".4f", "dipole_err": ".4f", "p_value": ".2e"}))
     drawn = [m for m in labels if out.shows(m, incomplete)]
     summary = counts.frame.merge(cvs_table.frame[["model", "cvs_mean", "cvs_std"]], on="model")
