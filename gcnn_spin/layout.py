@@ -91,6 +91,18 @@ def stage_logs(logs: str | Path, stage: str) -> Path:
     return Path(logs) / stage
 
 
+def bind_roots(paths) -> list[Path]:
+    """The fewest existing folders holding every path (a container binds them): each path's nearest existing
+    folder (a file's own folder), without those inside another one."""
+    folders = set()
+    for path in paths:
+        path = Path(path).resolve()
+        while not path.is_dir() and path != path.parent:
+            path = path.parent
+        folders.add(path)
+    return sorted(f for f in folders if not any(o != f and o in f.parents for o in folders))
+
+
 def seed_of(name: str) -> int | None:
     """``k`` of a ``seed{k}`` folder or marker name, or ``None``."""
     match = _SEED_RE.match(name.removesuffix(MARKER_SUFFIX))
