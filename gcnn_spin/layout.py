@@ -92,11 +92,12 @@ def stage_logs(logs: str | Path, stage: str) -> Path:
 
 
 def bind_roots(paths) -> list[Path]:
-    """The fewest existing folders holding every path (a container binds them): each path's nearest existing
-    folder (a file's own folder), without those inside another one."""
+    """The fewest existing folders holding every artifact at ``paths`` together with what lies beside it (its
+    marker, temporaries, a store's rows and shard markers): each path's parent, or its nearest existing
+    ancestor, without the folders inside another one. A container that binds them sees all a task touches."""
     folders = set()
     for path in paths:
-        path = Path(path).resolve()
+        path = Path(path).resolve().parent
         while not path.is_dir() and path != path.parent:
             path = path.parent
         folders.add(path)

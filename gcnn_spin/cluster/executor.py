@@ -66,13 +66,15 @@ def task_paths(tasks: Iterable[Any]) -> list[Path]:
     return sorted({path for task in tasks for path in (task.output, *paths_in((task.args, task.kwargs)))})
 
 
-def container_binds(profile: ClusterProfile, log_dir: str | Path, paths: Iterable[str | Path] = ()) -> list[Path]:
-    """The folders a task's container binds: the log folder, the folders holding ``paths``, the profile's binds."""
-    binds = bind_roots([log_dir, *paths, *(b for b in profile.bind if b)])
-    if Path("/") in binds:
+def container_binds(profile: ClusterProfile, log_dir: str | Path, paths: Iterable[str | Path] = ()) -> list[str]:
+    """The folders a task's container binds: the log folder, the folders holding ``paths`` and what lies beside
+    them (:func:`~gcnn_spin.layout.bind_roots`), then the profile's ``bind`` as given."""
+    paths = list(paths)
+    roots = bind_roots([Path(log_dir) / "submission.json", *paths])
+    if Path("/") in roots:
         raise UserError(f"cluster profile {profile.name!r}: a container would have to bind / to reach "
-                        f"{', '.join(map(str, paths)) or 'the binds'}; give paths under a data or scratch folder")
-    return binds
+                        f"{', '.join(map(str, paths))}; give paths under a data or scratch folder")
+    return list(dict.fromkeys([*map(str, roots), *(b for b in profile.bind if b)]))
 
 
 def python_command(profile: ClusterProfile, log_dir: str | Path, paths: Sequence[str | Path] = ()) -> str | None:
@@ -85,7 +87,7 @@ def python_command(profile: ClusterProfile, log_dir: str | Path, paths: Sequence
     if profile.container_runtime not in RUNTIMES:
         raise ConfigError(f"cluster profile {profile.name!r}: container_runtime {profile.container_runtime!r} is "
                           f"not one of {RUNTIMES}")
-    binds = [str(b) for b in container_binds(profile, log_dir, paths)]
+    binds = container_binds(profile, log_dir, paths)
     runtime = shlex.split(profile.container_command) or [profile.container_runtime]
     if profile.container_runtime == "podman":
         cmd = runtime + ["run", "--rm", "--read-only", "--env", "HOME=/tmp"]
