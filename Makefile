@@ -38,7 +38,8 @@ export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
 .PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer bench-real lock submit-store submit-train \
-	submit-infer submit-studies status infer-array container image image-test image-sif gpu-check clean
+	submit-infer submit-studies status infer-array container image image-test image-sif \
+	gpu-check clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'

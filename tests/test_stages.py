@@ -181,6 +181,27 @@ def test_desi_infer_runs_the_stage_in_the_container_with_the_data_paths_bound(tm
     assert python[python.index("--models") + 1:python.index("--models") + 3] == ["gc_resnet18", "resnet18"]
 
 
+@pytest.mark.parametrize("planned", ["0-2", ""])
+def test_desi_infer_outside_an_array_submits_itself_with_the_planned_range(tmp_path, planned):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$SBATCH_ARGS"\n')
+    (fake / "python").write_text(f'#!/bin/bash\n[[ " $* " == *" --print-array "* ]] && echo "{planned}"\nexit 0\n')
+    for tool in fake.iterdir():
+        tool.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", SBATCH_ARGS=str(tmp_path / "args.txt"),
+               GCNN_SPIN_PYTHON=str(fake / "python"), GCNN_SPIN_PARALLELISM="8")
+    result = subprocess.run(["bash", str(DESI_INFER), "--partition=h100", "--account=astro"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    if planned:
+        assert (tmp_path / "args.txt").read_text().split() == [
+            "--array=0-2%8", "--partition=h100", "--account=astro", str(DESI_INFER)]
+    else:
+        assert "nothing submitted" in result.stdout and not (tmp_path / "args.txt").exists()
+
+
 @pytest.mark.parametrize("old", ["STORE", "RUNS", "PRED", "CLUSTER", "MODELS"])
 def test_desi_infer_refuses_the_unprefixed_variables_in_one_line(tmp_path, old):
     env = {**os.environ, "SLURM_ARRAY_TASK_ID": "0", old: "x"}

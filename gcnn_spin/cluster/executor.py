@@ -139,7 +139,8 @@ def make_executor(profile: ClusterProfile, log_dir: str | Path, job_name: str, c
     """A submitit ``AutoExecutor`` for ``profile`` writing its pickles and logs under ``log_dir``.
 
     In a container, the tasks' folders are bound (:func:`task_paths` of ``tasks``); with ``create``, the folders
-    their outputs go to are made first, so that each can be bound. Raises ``ConfigError`` for an unknown ``extra_sbatch`` key (submitit's check, listing the valid names) or
+    their outputs go to are made first, so that each can be bound. Raises ``ConfigError`` for an unknown
+    ``extra_sbatch`` key (submitit's check, listing the valid names) or
     executor, ``FileNotFoundError`` for a missing container image. ``create=False``: check all that and create
     nothing (a dry run validates the profile like a real submission).
     """
