@@ -3,7 +3,14 @@ SHELL := /bin/bash
 PY_BOOT ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# CUDA=13 (default, requirements.lock) or CUDA=12 (requirements-cu12.lock, older NVIDIA drivers): README "GPU drivers"
+CUDA ?= 13
+$(if $(filter-out 12 13,$(CUDA)),$(error CUDA=$(CUDA): use CUDA=13 or CUDA=12))
+LOCK_FILE := $(if $(filter 12,$(CUDA)),requirements-cu12.lock,requirements.lock)
+STAMP := $(VENV)/.installed$(if $(filter 12,$(CUDA)),-cu12)
+# The OCI image: make image [CUDA=12] [BASE=debian|IMAGE_NAME]; make image-test
+IMAGE ?= localhost/gcnn_spin:cuda$(CUDA)
+BASE ?=
 PYTEST_ARGS ?=
 # Array stages: make submit-{store,train,infer,studies} [CLUSTER=a100|local|ci] [CLUSTER_ARGS="partition=h100"];
 # make status STAGE={store,train,infer,studies}. E.g. make submit-train MODELS="gc_resnet18" SEEDS="0 1" SET="train.epochs=60"
@@ -31,18 +38,20 @@ export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
 .PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer bench-rotation bench-catalogue bench-real lock submit-store submit-train \
-	submit-infer submit-studies status infer-array container gpu-check clean
+	submit-infer submit-studies status infer-array container image image-test image-sif \
+	gpu-check clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-setup: $(STAMP)  ## create .venv from requirements.lock (idempotent)
+setup: $(STAMP)  ## create .venv from requirements.lock, or requirements-cu12.lock with CUDA=12 (idempotent)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): $(LOCK_FILE) pyproject.toml
 	@test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-deps -r requirements.lock
+	$(PY) -m pip install -q --no-deps -r $(LOCK_FILE)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed $(VENV)/.installed-cu12
 	@touch $(STAMP)
 
 test: setup  ## run the test suite
@@ -109,8 +118,20 @@ lock:  ## re-resolve requirements.in into requirements.lock (in a scratch venv)
 	.lockvenv/bin/pip freeze --all | grep -v -E "^pip==" > requirements.lock
 	rm -rf .lockvenv
 
-container:  ## Apptainer image containers/gcnn_spin.sif from containers/gcnn_spin.def (needs apptainer)
-	apptainer build --force $(if $(filter 0,$(shell id -u)),,--fakeroot) containers/gcnn_spin.sif containers/gcnn_spin.def
+container:  ## Apptainer image containers/gcnn_spin.sif from containers/gcnn_spin.def (needs apptainer; CUDA=12)
+	apptainer build --force $(if $(filter 0,$(shell id -u)),,--fakeroot) --build-arg LOCK=$(LOCK_FILE) \
+	    containers/gcnn_spin.sif containers/gcnn_spin.def
+
+image:  ## OCI image IMAGE with podman from containers/Containerfile (CUDA=12; BASE=debian where no registry answers)
+	containers/build_image.sh --lock $(LOCK_FILE) --tag $(IMAGE) $(if $(BASE),--base $(BASE))
+
+image-test:  ## in IMAGE, read-only and without network: escnn check + tiny survey -> train -> infer -> collect
+	containers/image_test.sh $(IMAGE)
+
+image-sif:  ## Apptainer image containers/gcnn_spin.sif converted from the tested OCI image IMAGE (needs apptainer)
+	mkdir -p build && rm -f build/gcnn_spin-image.tar
+	containers/podman.sh save --format docker-archive -o build/gcnn_spin-image.tar $(IMAGE)
+	apptainer build --force containers/gcnn_spin.sif docker-archive://build/gcnn_spin-image.tar
 
 clean:  ## remove caches (keeps the venv and data)
 	rm -rf .pytest_cache build *.egg-info

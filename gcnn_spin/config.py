@@ -151,8 +151,10 @@ class ClusterProfile:
     time_min: int = 720
     max_array_size: int = 1000  # stay under SLURM's MaxArraySize (default 1001)
     array_parallelism: int = 64
-    container_image: str = ""  # an Apptainer .sif; empty = run in the project's venv
-    bind: tuple[str, ...] = ()
+    container_image: str = ""  # apptainer: a .sif file; podman: an image name; empty = run in the project's venv
+    container_runtime: str = "apptainer"  # apptainer | podman (same binds)
+    container_command: str = ""  # the runtime's executable or a wrapper of it; empty = container_runtime
+    bind: tuple[str, ...] = ()  # folders bound besides those the stage's tasks read and write
     extra_sbatch: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 

@@ -126,6 +126,19 @@ def stage_logs(logs: str | Path, stage: str) -> Path:
     return Path(logs) / stage
 
 
+def bind_roots(paths) -> list[Path]:
+    """The fewest existing folders holding every artifact at ``paths`` together with what lies beside it (its
+    marker, temporaries, a store's rows and shard markers): each path's parent, or its nearest existing
+    ancestor, without the folders inside another one. A container that binds them sees all a task touches."""
+    folders = set()
+    for path in paths:
+        path = Path(path).resolve().parent
+        while not path.is_dir() and path != path.parent:
+            path = path.parent
+        folders.add(path)
+    return sorted(f for f in folders if not any(o != f and o in f.parents for o in folders))
+
+
 def seed_of(name: str) -> int | None:
     """``k`` of a ``seed{k}`` folder or marker name, or ``None``."""
     match = _SEED_RE.match(name.removesuffix(MARKER_SUFFIX))

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import torch
 
@@ -18,20 +22,56 @@ SLURM_GPU_IDS = ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS")
 SLURM_GPU_COUNTS = ("SLURM_GPUS_ON_NODE", "SLURM_GPUS", "SLURM_GPUS_PER_TASK", "SLURM_GPUS_PER_NODE")
 
 
+#: The oldest NVIDIA driver that runs torch builds for each CUDA major version (CUDA's minor-version
+#: compatibility; README, "GPU drivers"): requirements.lock is CUDA 13, requirements-cu12.lock CUDA 12.
+DRIVER_FOR_CUDA = {"12": "525.60.13", "13": "580.65.06"}
+DRIVER_FILE = Path("/proc/driver/nvidia/version")
+_DRIVER_RE = re.compile(r"Kernel Module(?: for \S+)?\s+(\d+(?:\.\d+)+)")
+
+
 class DeviceError(UserError):
     """The device asked for (or the GPU a SLURM task was given) cannot be used."""
 
 
+def driver_version() -> str | None:
+    """The NVIDIA driver version of this node: from ``/proc/driver/nvidia/version``, else ``nvidia-smi``."""
+    with contextlib.suppress(OSError):
+        found = _DRIVER_RE.search(DRIVER_FILE.read_text())
+        if found:
+            return found.group(1)
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=30).stdout.split()
+            if out:
+                return out[0]
+    return None
+
+
+def driver_summary() -> str:
+    """The driver found and the one this torch build needs, e.g. for a task that cannot use CUDA."""
+    found = driver_version() or f"none ({DRIVER_FILE} and nvidia-smi are missing)"
+    major = torch.version.cuda.split(".")[0]
+    needed = DRIVER_FOR_CUDA.get(major)
+    text = (f"NVIDIA driver found: {found}; this torch {torch.__version__} is built for CUDA {torch.version.cuda}"
+            + (f", which needs driver >= {needed}" if needed else ""))
+    if major != "12":
+        text += f" (for older drivers: requirements-cu12.lock, driver >= {DRIVER_FOR_CUDA['12']})"
+    return text
+
+
 def cuda_unavailable_reason() -> str:
-    """Why CUDA cannot be used here, in the driver's own words where it gives some."""
+    """Why CUDA cannot be used here, in the driver's own words where it gives some, with the driver versions."""
     if torch.version.cuda is None:
         return f"this torch {torch.__version__} is a CPU-only build"
     try:
         torch.cuda.init()  # raises with the reason: no driver, a driver too old for the wheels, no device...
     except Exception as err:  # noqa: BLE001 - its message is the reason we report
-        return " ".join(str(err).split())
+        return f"{' '.join(str(err).split())} [{driver_summary()}]"
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return "no GPU is visible" + (f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else "")
+    return ("no GPU is visible" + (f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else "")
+            + f" [{driver_summary()}]")
 
 
 def slurm_gpu_request() -> str | None:

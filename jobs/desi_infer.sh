@@ -5,51 +5,97 @@
 # marker matches the store and the run as they are now; a killed task leaves no partial file.
 # `make submit-infer` runs the same tasks through submitit instead.
 #
-#   sbatch jobs/desi_infer.sh                                   # tasks past the last part exit at once
-#   sbatch --array=$(make -s infer-array) jobs/desi_infer.sh    # exactly one task per part
-#   STORE=/scratch/gzd/survey.zarr MODELS="gc_resnet18 g_resnet18_c" sbatch jobs/desi_infer.sh
-#   SBATCH_PARTITION=h100 SBATCH_ACCOUNT=astro SBATCH_ARRAY_INX=0-99%8 sbatch jobs/desi_infer.sh
+#   bash jobs/desi_infer.sh [SBATCH_OPTION...]   # on the login node: submits itself, one array task per part
+#   sbatch jobs/desi_infer.sh                    # the same: this job only submits the planned array and ends
+#   sbatch --array=$(make -s infer-array) jobs/desi_infer.sh    # an explicit range (tasks past the last part exit)
+#   GCNN_SPIN_STORE=/scratch/gzd/survey.zarr GCNN_SPIN_MODELS="gc_resnet18 g_resnet18_c" bash jobs/desi_infer.sh
+#   SBATCH_PARTITION=h100 SBATCH_ACCOUNT=astro bash jobs/desi_infer.sh
 #
-# Environment: STORE (survey store), RUNS (runs root), PRED (predictions root), MODELS, SEEDS (subsets),
-# BATCH_SIZE, CLUSTER (profile whose max_array_size plans the parts; default a100), GCNN_SPIN_IMAGE (an Apptainer
-# .sif: run inside it, with STORE's folder, RUNS, PRED and this folder bound), GCNN_SPIN_PYTHON (interpreter
-# outside a container). sbatch's own SBATCH_PARTITION, SBATCH_ACCOUNT and SBATCH_ARRAY_INX (and any command-line
-# option) override the lines below, which are the a100 profile (gcnn_spin/configs/cluster/a100.toml; a test
-# keeps them equal). --open-mode=append: a requeued task adds to its log instead of truncating it.
+# Environment (prefixed, so that a site's STORE or CLUSTER cannot steer it; the unprefixed names are refused):
+# GCNN_SPIN_STORE (survey store), GCNN_SPIN_RUNS (runs root), GCNN_SPIN_PRED (predictions root), GCNN_SPIN_MODELS,
+# GCNN_SPIN_SEEDS (subsets), GCNN_SPIN_BATCH_SIZE, GCNN_SPIN_CLUSTER (profile whose max_array_size plans the parts;
+# default a100), GCNN_SPIN_PARALLELISM (array tasks at once, default 64), GCNN_SPIN_IMAGE (an Apptainer .sif: run
+# inside it, with the store's folder, RUNS, PRED and this folder bound), GCNN_SPIN_PYTHON (interpreter outside a
+# container). sbatch's own SBATCH_PARTITION, SBATCH_ACCOUNT (and any command-line option) override the lines
+# below, which are the a100 profile (gcnn_spin/configs/cluster/a100.toml; a test keeps them equal).
+# Time limit: SLURM sends USR1 to this script 10 min before it; the trap requeues the task, which then redoes the
+# part it was writing (a part is written to a temporary file and renamed, so it is never half there).
+# --open-mode=append: a requeued task adds to its log instead of truncating it.
 #
 #SBATCH --job-name=gcnn_spin-infer
-#SBATCH --array=0-999%64
 #SBATCH --partition=a100
 #SBATCH --gres=gpu:1
 #SBATCH --cpus-per-task=8
 #SBATCH --mem=64G
 #SBATCH --time=720
+#SBATCH --signal=B:USR1@600
 #SBATCH --requeue
 #SBATCH --open-mode=append
 #SBATCH --output=logs/%A_%a.out
 set -euo pipefail
 
-STORE=${STORE:-data/stores/survey.zarr}
-RUNS=${RUNS:-runs}
-PRED=${PRED:-predictions}
-BATCH_SIZE=${BATCH_SIZE:-512}
-CLUSTER=${CLUSTER:-a100}
-TASK_ID=${SLURM_ARRAY_TASK_ID:?run me with sbatch --array (or set SLURM_ARRAY_TASK_ID)}
+for old in STORE RUNS PRED CLUSTER MODELS SEEDS BATCH_SIZE; do
+    if [[ -n ${!old+set} && -z $(printenv "GCNN_SPIN_$old" || true) ]]; then
+        echo "desi_infer.sh: \$$old is not read (a site may set it); use GCNN_SPIN_STORE, GCNN_SPIN_RUNS," \
+             "GCNN_SPIN_PRED, GCNN_SPIN_CLUSTER, GCNN_SPIN_MODELS, GCNN_SPIN_SEEDS, GCNN_SPIN_BATCH_SIZE" >&2
+        exit 2
+    fi
+done
+store=${GCNN_SPIN_STORE:-data/stores/survey.zarr}
+runs=${GCNN_SPIN_RUNS:-runs}
+pred=${GCNN_SPIN_PRED:-predictions}
+cluster=${GCNN_SPIN_CLUSTER:-a100}
+selection=()
+[[ -n ${GCNN_SPIN_MODELS:-} ]] && selection+=(--models ${GCNN_SPIN_MODELS})
+[[ -n ${GCNN_SPIN_SEEDS:-} ]] && selection+=(--seeds ${GCNN_SPIN_SEEDS})
+stage=(-m gcnn_spin.cluster.infer --store "$store" --runs "$runs" --cluster "$cluster" "${selection[@]}")
 
-args=(-m gcnn_spin.cluster.infer run --store "$STORE" --runs "$RUNS" --out "$PRED" --task-id "$TASK_ID"
-      --batch-size "$BATCH_SIZE" --cluster "$CLUSTER" --quiet)
-[[ -n "${MODELS:-}" ]] && args+=(--models ${MODELS})
-[[ -n "${SEEDS:-}" ]] && args+=(--seeds ${SEEDS})
-
-echo "gcnn_spin-infer: task ${TASK_ID} of job ${SLURM_ARRAY_JOB_ID:-?} on $(hostname) at $(date -u +%FT%TZ)"
-if [[ -n "${GCNN_SPIN_IMAGE:-}" ]]; then
-    mkdir -p "$PRED"  # a bind needs the folder to exist
-    binds=$(realpath -m "$PWD" "$(dirname "$STORE")" "$RUNS" "$PRED" | sort -u | paste -sd, -)
+if [[ -n ${GCNN_SPIN_IMAGE:-} ]]; then
+    mkdir -p "$pred"  # a bind needs the folder to exist
+    binds=$(realpath -m "$PWD" "$(dirname "$store")" "$runs" "$pred" | sort -u | paste -sd, -)
     nv=(); command -v nvidia-smi >/dev/null 2>&1 && nv=(--nv)
-    exec apptainer exec "${nv[@]}" --bind "$binds" --pwd "$PWD" "$GCNN_SPIN_IMAGE" python "${args[@]}"
+    python=(apptainer exec "${nv[@]}" --bind "$binds" --pwd "$PWD" "$GCNN_SPIN_IMAGE" python)
+elif [[ -n ${GCNN_SPIN_PYTHON:-} ]]; then
+    python=("$GCNN_SPIN_PYTHON")
+elif [[ -x .venv/bin/python ]]; then
+    python=(.venv/bin/python)
+else
+    python=(python3)
 fi
-PYTHON=${GCNN_SPIN_PYTHON:-}
-if [[ -z "$PYTHON" ]]; then
-    if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+
+if [[ -z ${SLURM_ARRAY_TASK_ID:-} ]]; then
+    # Not an array task: submit this script as an array of exactly one task per planned part, then end.
+    range=$("${python[@]}" "${stage[@]}" --print-array)
+    if [[ -z $range ]]; then
+        echo "desi_infer.sh: no finished runs or no parts to predict; nothing submitted"
+        exit 0
+    fi
+    options=("$@")
+    script=$0
+    if [[ -n ${SLURM_JOB_ID:-} ]]; then  # inside `sbatch jobs/desi_infer.sh`: keep this job's resources
+        options=(--partition="$SLURM_JOB_PARTITION" --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}"
+                 --time="$(squeue -h -j "$SLURM_JOB_ID" -o %l)")
+        [[ -n ${SLURM_MEM_PER_NODE:-} ]] && options+=(--mem="${SLURM_MEM_PER_NODE}M")
+        if [[ ${SLURM_GPUS_ON_NODE:-0} != 0 ]]; then options+=(--gres="gpu:$SLURM_GPUS_ON_NODE")
+        else options+=(--gres=none); fi
+        [[ -n ${SLURM_JOB_ACCOUNT:-} ]] && options+=(--account="$SLURM_JOB_ACCOUNT")
+    fi
+    echo "desi_infer.sh: submitting one array task per part: --array=$range%${GCNN_SPIN_PARALLELISM:-64}"
+    exec sbatch --array="$range%${GCNN_SPIN_PARALLELISM:-64}" "${options[@]}" "$script"
 fi
-exec "$PYTHON" "${args[@]}"
+
+child=
+requeue() {
+    echo "gcnn_spin-infer: time limit near: requeueing task $SLURM_ARRAY_TASK_ID (job $SLURM_JOB_ID)"
+    scontrol requeue "$SLURM_JOB_ID"
+    if [[ -n $child ]]; then kill -TERM "$child" 2>/dev/null || true; wait "$child" || true; fi
+    exit 0
+}
+trap requeue USR1
+echo "gcnn_spin-infer: task $SLURM_ARRAY_TASK_ID of job ${SLURM_ARRAY_JOB_ID:-?} on $(hostname) at" \
+     "$(date -u +%FT%TZ) (restart ${SLURM_RESTART_COUNT:-0})"
+# In the background, so that the trap runs as soon as the signal comes (bash defers traps while a child runs).
+"${python[@]}" "${stage[@]}" run --out "$pred" --task-id "$SLURM_ARRAY_TASK_ID" \
+    --batch-size "${GCNN_SPIN_BATCH_SIZE:-512}" --quiet &
+child=$!
+wait "$child"

@@ -19,7 +19,9 @@ import slurm_utils as su
 from gcnn_spin.cluster import arrays, executor, slurm
 from gcnn_spin.cluster.arrays import IncompleteTaskError, ResumableTask, Task
 from gcnn_spin.config import ClusterProfile, ConfigError, load_cluster
+from gcnn_spin.errors import UserError
 from gcnn_spin.io import marker_path, write_marker
+from gcnn_spin.layout import FinishedRun
 
 job_pythonpath = su.job_pythonpath
 
@@ -106,6 +108,7 @@ def test_container_python_command(tmp_path):
     image = tmp_path / "gcnn_spin.sif"
     image.write_bytes(b"")
     gpu = dataclasses.replace(A100, container_image=str(image), bind=("/data", "/scratch"))
+    (tmp_path / "logs").mkdir()
     cmd = shlex.split(executor.python_command(gpu, tmp_path / "logs"))
     assert cmd[:3] == ["apptainer", "exec", "--nv"]
     assert cmd[cmd.index("--bind") + 1] == f"{(tmp_path / 'logs').resolve()},/data,/scratch"
@@ -121,6 +124,64 @@ def test_container_command_reaches_the_sbatch_script(fake_slurm, tmp_path):
     ex = executor.make_executor(dataclasses.replace(A100, container_image=str(image)), tmp_path / "l", "t")
     assert ex._executor._submitit_command_str.startswith("apptainer exec --nv --bind ")
     assert f"{image} python -u -m submitit.core._submit" in ex._executor._submitit_command_str
+
+
+def stage_folders(tmp_path):
+    """DATA with a store, RUNS with a finished run, PRED and LOGS, all outside the working tree."""
+    data, runs, pred, logs = (tmp_path / name for name in ("data", "runs", "pred", "logs"))
+    (data / "stores" / "survey.zarr").mkdir(parents=True)
+    (runs / "resnet18" / "seed0").mkdir(parents=True)
+    logs.mkdir()
+    run = FinishedRun("resnet18", 0, runs / "resnet18" / "seed0", {"config_hash": "x"})
+    tasks = [arrays.Task(task_id="resnet18/seed0/part-00000", output=pred / "resnet18" / "seed0" / "part-00000.parquet",
+                         fn=print, kwargs={"store_path": str(data / "stores" / "survey.zarr"), "run": run,
+                                           "config": "experiment", "rows": (0, 64)})]
+    return tasks, data, runs, pred, logs
+
+
+def test_container_binds_every_folder_the_tasks_read_and_write(tmp_path):
+    tasks, data, runs, pred, logs = stage_folders(tmp_path)
+    paths = executor.task_paths(tasks)
+    assert paths == sorted([data / "stores" / "survey.zarr", runs / "resnet18" / "seed0",
+                            pred / "resnet18" / "seed0" / "part-00000.parquet"])
+    pred.mkdir()
+    profile = dataclasses.replace(A100, bind=("/site/scratch",))
+    # Each artifact's folder: a store's rows and shard markers, a run's marker and a part's lie beside them.
+    assert executor.container_binds(profile, logs, paths) == [
+        str(data / "stores"), str(logs), str(pred), str(runs / "resnet18"), "/site/scratch"]
+    assert executor.container_binds(profile, tmp_path, paths) == [str(tmp_path), "/site/scratch"]  # nested: one
+    with pytest.raises(UserError, match="would have to bind /"):
+        executor.container_binds(profile, logs, [Path("/no_such_top_folder/x")])
+
+
+def test_make_executor_creates_the_output_folders_it_binds(fake_slurm, tmp_path):
+    tasks, data, runs, pred, logs = stage_folders(tmp_path)
+    image = tmp_path / "gcnn_spin.sif"
+    image.write_bytes(b"")
+    ex = executor.make_executor(dataclasses.replace(A100, container_image=str(image)), logs, "t", tasks=tasks)
+    assert (pred / "resnet18" / "seed0").is_dir()
+    command = shlex.split(ex._executor._submitit_command_str)
+    assert command[command.index("--bind") + 1].split(",") == [
+        str(data / "stores"), str(logs), str(pred / "resnet18" / "seed0"), str(runs / "resnet18")]
+
+
+def test_podman_runtime_runs_the_image_read_only_with_the_same_binds(tmp_path):
+    tasks, data, runs, pred, logs = stage_folders(tmp_path)
+    profile = dataclasses.replace(A100, container_image="localhost/gcnn_spin:cuda13", container_runtime="podman",
+                                  container_command="/opt/site/podman-wrapper --flag")
+    cmd = shlex.split(executor.python_command(profile, logs, executor.task_paths(tasks)))
+    assert cmd[:5] == ["/opt/site/podman-wrapper", "--flag", "run", "--rm", "--read-only"]
+    volumes = [cmd[i + 1] for i, word in enumerate(cmd) if word == "--volume"]
+    assert volumes == [f"{b}:{b}" for b in executor.container_binds(profile, logs, executor.task_paths(tasks))]
+    envs = [cmd[i + 1] for i, word in enumerate(cmd) if word == "--env"]
+    assert {"SLURM_*", "SUBMITIT_*", "CUDA_VISIBLE_DEVICES"} <= set(envs)
+    assert cmd[cmd.index("--device") + 1] == "nvidia.com/gpu=all"
+    assert cmd[-3:] == ["--entrypoint", "python", "localhost/gcnn_spin:cuda13"]
+    cpu = dataclasses.replace(profile, gpus_per_task=0, container_command="")
+    cmd = shlex.split(executor.python_command(cpu, logs))
+    assert cmd[0] == "podman" and "--device" not in cmd
+    with pytest.raises(ConfigError, match="container_runtime 'docker'"):
+        executor.python_command(dataclasses.replace(profile, container_runtime="docker"), logs)
 
 
 def test_missing_container_image_raises(tmp_path):

@@ -137,7 +137,7 @@ def sbatch_infer(env: dict[str, str], array: str, log_dir: Path, reaper: list[st
 
 
 def infer_env(store: Path, runs: Path, pred: Path, **extra: str) -> dict[str, str]:
-    return job_env(STORE=str(store), RUNS=str(runs), PRED=str(pred), **extra)
+    return job_env(GCNN_SPIN_STORE=str(store), GCNN_SPIN_RUNS=str(runs), GCNN_SPIN_PRED=str(pred), **extra)
 
 
 def merged_predictions(pred: Path, model: str, seed: int, n_parts: int) -> pd.DataFrame:
@@ -360,7 +360,7 @@ def test_killed_inference_task_reruns_to_the_uninterrupted_result(grid, survey, 
     first_part = infer.part_path(pred, first_model, first_seed, victim)
     second_part = infer.part_path(pred, second_model, second_seed, victim)
     array = f"0-{survey.n_parts - 1}"
-    slow = infer_env(survey.path, grid.runs, pred, BATCH_SIZE="8", GCNN_SPIN_TEST_SLOW_TASK=str(victim),
+    slow = infer_env(survey.path, grid.runs, pred, GCNN_SPIN_BATCH_SIZE="8", GCNN_SPIN_TEST_SLOW_TASK=str(victim),
                      GCNN_SPIN_TEST_BATCH_DELAY="0.5",
                      PYTHONPATH=os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")])))
     job_id, task_ids = sbatch_infer(slow, array, logs, reaper)
@@ -475,3 +475,64 @@ def test_failing_tasks_are_reported_failed_with_their_logs(slurm_cluster, reaper
                      r"failed: .*; rebuild it with: python data_prep/build_store\.py ", log.read_text())
     assert "1 failed" in result.stdout
     assert not marker_path(tmp_path / "runs" / "resnet18" / "seed0").exists()
+
+
+def sbatch_ci(env: dict[str, str], *options: str) -> str:
+    """``sbatch [OPTIONS] jobs/desi_infer.sh`` on the ci partition (no GPU); its job id."""
+    result = run(["sbatch", "--parsable", "--export=ALL", "--partition=ci", "--gres=none", "--cpus-per-task=1",
+                  "--mem=1G", *options, "jobs/desi_infer.sh"], env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().split(";")[0]
+
+
+def test_desi_infer_requeues_a_task_at_its_time_limit_and_redoes_its_part(grid, survey, reaper, tmp_path):
+    """--signal=B:USR1 before the time limit: the trap requeues the task, which redoes the part it was writing."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    # Slow (5 s a batch) only before the first requeue: the first run cannot finish part 0 within its limit.
+    (shim / "sitecustomize.py").write_text('import os\nif os.environ.get("SLURM_RESTART_COUNT", "0") != "0":\n'
+                                           '    os.environ["GCNN_SPIN_TEST_SLOW_TASK"] = "none"\n'
+                                           + SLOW_TASK_SITECUSTOMIZE)
+    pred, logs = tmp_path / "pred", tmp_path / "logs"
+    logs.mkdir()
+    env = infer_env(survey.path, grid.runs, pred, GCNN_SPIN_BATCH_SIZE="8", GCNN_SPIN_TEST_SLOW_TASK="0",
+                    GCNN_SPIN_TEST_BATCH_DELAY="5", GCNN_SPIN_CLUSTER="ci",
+                    PYTHONPATH=os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")])))
+    # A 2 min limit and USR1 70 s before it (SLURM signals up to a minute early: at 0-50 s of the first run).
+    job_id = sbatch_ci(env, "--array=0", "--time=2", "--signal=B:USR1@70", f"--output={logs}/%A_%a.out")
+    reaper.append(f"{job_id}_0")
+    assert slurm.wait([f"{job_id}_0"], timeout_s=480, poll_s=2) == {f"{job_id}_0": "COMPLETED"}
+    log = (logs / f"{job_id}_0.out").read_text()
+    assert "time limit near: requeueing task 0" in log and "(restart 1)" in log, log
+    part = infer.store_parts(open_store(survey.path))[0]
+    for model, seed, _ in survey.runs:
+        path = infer.part_path(pred, model, seed, 0)
+        marker = read_marker(path)
+        assert marker is not None and marker["provenance"]["slurm_array_job_id"] == job_id
+        predicted = pd.read_parquet(path)
+        whole = survey.whole[model, seed]
+        expected = whole[whole["dr8_id"].isin(predicted["dr8_id"])]
+        assert len(predicted) == len(expected) > 0 and len(predicted) <= len(part.rows)
+        np.testing.assert_allclose(predicted[PROBS].to_numpy(), expected[PROBS].to_numpy(), rtol=0, atol=1e-5)
+    assert temporary_files(pred) == []  # the killed first run left nothing half-written
+
+
+def test_plain_sbatch_of_desi_infer_queues_one_task_per_part(grid, survey, reaper, tmp_path):
+    """Without --array, the job submits the script again as an array of exactly the planned parts and ends."""
+    pred, logs = tmp_path / "pred", tmp_path / "logs"
+    logs.mkdir()
+    env = infer_env(survey.path, grid.runs, pred, GCNN_SPIN_CLUSTER="ci", SBATCH_OUTPUT=f"{logs}/%A_%a.out")
+    launcher = sbatch_ci(env, "--time=5")
+    reaper.append(launcher)
+    assert slurm.wait([launcher], timeout_s=TIMEOUT_S, poll_s=1) == {launcher: "COMPLETED"}
+    launcher_log = "".join(p.read_text() for p in logs.glob(f"{launcher}_*.out"))
+    assert f"--array=0-{survey.n_parts - 1}%64" in launcher_log, launcher_log
+    array_id = re.search(r"Submitted batch job (\d+)", launcher_log).group(1)
+    task_ids = slurm.expand_job_id(f"{array_id}_[0-{survey.n_parts - 1}]")
+    reaper.extend(task_ids)
+    assert slurm.wait(task_ids, timeout_s=TIMEOUT_S, poll_s=1) == dict.fromkeys(task_ids, "COMPLETED")
+    accounted = run(["sacct", "-n", "-X", "-P", "-j", array_id, "-o", "JobID"]).stdout.split()
+    assert sorted(accounted) == sorted(task_ids)  # not one task more than there are parts
+    for model, seed, _ in survey.runs:
+        merged = merged_predictions(pred, model, seed, survey.n_parts)
+        assert_equals_whole_pass(merged, survey.whole[model, seed], survey.n_ok)

@@ -1,6 +1,7 @@
-"""containers/gcnn_spin.def, checked without apptainer: it installs exactly requirements.lock (no pins of its own
-that could drift), copies what the package build and the runscript need, its %test equivariance check really
-passes (and would fail on a broken net), and %runscript dispatches to the CLIs."""
+"""The image recipes, checked without building: containers/gcnn_spin.def (Apptainer) and containers/Containerfile
+(OCI) run the one install script, which installs exactly a lock (no pins of its own that could drift); both copy
+what the package build and the commands need; the escnn check really passes (and fails on a broken net); and the
+image's command is gcnn-spin, the package's own entry point. `make image-test` builds and runs the real image."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DEF_FILE = ROOT / "containers" / "gcnn_spin.def"
+CONTAINERS = ROOT / "containers"
+DEF_FILE = CONTAINERS / "gcnn_spin.def"
+CONTAINERFILE = CONTAINERS / "Containerfile"
+INSTALL = CONTAINERS / "install.sh"
 LOCK = ROOT / "requirements.lock"
 PIN = re.compile(r"(?<![\w.\-/])([A-Za-z0-9][A-Za-z0-9._\-]*)(?:\[[^\]]*\])?\s*(===|==|~=|>=|<=|!=)\s*"
                  r"([0-9][^\s,;'\"\\)]*)")
@@ -39,13 +43,20 @@ def parse_def(text: str) -> tuple[dict[str, str], dict[str, str]]:
     return header, sections
 
 
+def containerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of containers/Containerfile, continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", CONTAINERFILE.read_text())
+    return [(line.split()[0].upper(), line.split(None, 1)[1] if len(line.split()) > 1 else "")
+            for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
 def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def read_lock() -> dict[str, str]:
+def read_lock(path: Path = LOCK) -> dict[str, str]:
     pins = {}
-    for line in LOCK.read_text().splitlines():
+    for line in path.read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:
             name, _, version = line.partition("==")
@@ -54,7 +65,7 @@ def read_lock() -> dict[str, str]:
 
 
 def drift(text: str, lock: dict[str, str]) -> list[str]:
-    """Every version the def names that is not exactly the lock's pin."""
+    """Every version a recipe names that is not exactly the lock's pin."""
     problems = []
     for name, op, version in PIN.findall(text):
         if lock.get(normalise(name)) != version or op != "==":
@@ -62,12 +73,12 @@ def drift(text: str, lock: dict[str, str]) -> list[str]:
     return problems
 
 
-def pip_installs(post: str) -> list[list[str]]:
-    """The arguments after ``pip install`` of every install command in %post."""
-    joined = re.sub(r"\\\n", " ", post)
+def pip_installs(script: str) -> list[list[str]]:
+    """The arguments after ``pip install`` of every install command in a shell script."""
+    joined = re.sub(r"\\\n", " ", script)
     commands = []
     for line in joined.splitlines():
-        words = shlex.split(line.split(" #")[0]) if "pip" in line else []
+        words = shlex.split(line.split(" #")[0]) if "pip" in line and not line.lstrip().startswith("#") else []
         for i in range(len(words) - 1):
             if words[i].endswith(("pip", "pip3")) and words[i + 1] == "install":
                 commands.append(words[i + 2:])
@@ -80,100 +91,96 @@ def definition() -> tuple[dict[str, str], dict[str, str]]:
     return parse_def(DEF_FILE.read_text())
 
 
-def files_map(files: str) -> dict[str, str]:
-    pairs = [line.split() for line in files.splitlines() if line.strip() and not line.strip().startswith("#")]
-    return {p[0]: p[1] for p in pairs}
+def arguments(definition) -> dict[str, str]:
+    return dict(line.strip().split("=", 1) for line in definition[1]["arguments"].splitlines() if "=" in line)
 
 
-def test_header_is_docker_with_the_projects_python(definition):
+def test_both_recipes_default_to_the_projects_python_on_bookworm(definition):
     header, sections = definition
-    assert header["bootstrap"] == "docker"
+    assert header["bootstrap"] == "docker" and header["from"] == "{{ BASE }}"
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     minor = re.search(r">=\s*3\.(\d+)", requires).group(1)
-    assert re.match(rf"python:3\.{minor}(\.\d+)?-", header["from"]), header["from"]
-    assert {"files", "post", "environment", "test", "runscript", "help", "labels"} <= set(sections)
+    base = arguments(definition)["BASE"]
+    assert base == f"python:3.{minor}-slim-bookworm"
+    from_args = [args for kind, args in containerfile_instructions() if kind == "ARG" and args.startswith("BASE=")]
+    assert from_args == [f"BASE=docker.io/library/{base}"]
+    assert {"files", "post", "environment", "test", "runscript", "help", "labels", "arguments"} <= set(sections)
 
 
-def test_files_bring_what_the_build_and_runscript_need(definition):
-    files = files_map(definition[1]["files"])
-    needed = {"requirements.lock", "pyproject.toml", "README.md", "gcnn_spin", "analysis", "data_prep"}
-    assert needed <= set(files), needed - set(files)
-    for src in files:
-        assert (ROOT / src).exists(), f"%files copies {src}, which is not in the repository"
-    readme = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("readme")
-    assert readme is None or readme in files  # setuptools fails without the readme pyproject names
+def test_both_recipes_run_the_one_install_script_and_nothing_else(definition):
+    post = [line.strip() for line in definition[1]["post"].splitlines() if line.strip()]
+    runs = [args for kind, args in containerfile_instructions() if kind == "RUN"]
+    steps = ["sh /opt/gcnn_spin/containers/install.sh deps /opt/gcnn_spin/requirements.lock",
+             "sh /opt/gcnn_spin/containers/install.sh package"]
+    assert post == ["set -eu", *steps]
+    assert runs == steps
+    assert pip_installs(definition[1]["post"]) == [] and "pip" not in CONTAINERFILE.read_text()
 
 
-def test_post_installs_exactly_the_lock(definition):
-    files = files_map(definition[1]["files"])
-    lock_dest, project_dir = files["requirements.lock"], str(Path(files["gcnn_spin"]).parent)
-    installs = pip_installs(definition[1]["post"])
-    assert len(installs) == 2, installs
-    for args in installs:
-        assert "--no-deps" in args, f"pip install without --no-deps: {args}"
-    assert any(args[args.index("-r") + 1] in (lock_dest, Path(lock_dest).name) for args in installs if "-r" in args)
-    for args in installs:
-        positional = [a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] != "-r")]
-        assert all(a in (project_dir, ".") for a in positional), f"installs something not in the lock: {positional}"
+def test_install_script_installs_exactly_a_lock_and_the_project():
+    installs = pip_installs(INSTALL.read_text())
+    assert installs == [["--no-deps", "-r", "$2"], ["--no-deps", "--no-build-isolation", "$home"]]
 
 
-def test_def_names_no_version_other_than_the_locks():
+def test_both_recipes_copy_the_same_sources_and_the_lock_they_are_given(definition):
+    files = dict(line.strip().rsplit(None, 1) for line in definition[1]["files"].splitlines() if line.strip())
+    copies = {}
+    for kind, args in containerfile_instructions():
+        if kind == "COPY":
+            *sources, dest = args.split()
+            copies.update({s: dest + s if dest.endswith("/") else dest for s in sources})
+    assert files.pop("{{ LOCK }}") == "/opt/gcnn_spin/requirements.lock"
+    assert copies.pop("${LOCK}") == "/opt/gcnn_spin/requirements.lock"
+    assert arguments(definition)["LOCK"] == "requirements.lock"
+    assert set(files) == set(copies)
+    for src, dest in files.items():
+        assert (ROOT / src).exists(), f"the recipes copy {src}, which is not in the repository"
+        assert dest == f"/opt/gcnn_spin/{src}" == copies[src]
+    ignore = (ROOT / ".dockerignore").read_text().split()
+    assert all(f"!{src}" in ignore for src in files), "the build context leaves out a copied source"
+
+
+def test_install_layer_comes_before_the_source_copies():
+    order = [args for kind, args in containerfile_instructions() if kind in ("COPY", "RUN")]
+    deps = order.index("sh /opt/gcnn_spin/containers/install.sh deps /opt/gcnn_spin/requirements.lock")
+    assert all("gcnn_spin /opt" not in step for step in order[:deps])  # a source change reuses the torch layer
+
+
+@pytest.mark.parametrize("recipe", [DEF_FILE, CONTAINERFILE, INSTALL])
+def test_recipes_name_no_version_other_than_the_locks(recipe):
     lock = read_lock()
-    assert lock["torch"] == "2.14.1"  # the lock this project pins; the def must not name another
-    assert drift(DEF_FILE.read_text(), lock) == []
+    assert lock["torch"] == "2.14.1"  # the lock this project pins; no recipe may name another
+    assert drift(recipe.read_text(), lock) == []
 
 
 def test_drift_checker_catches_a_stale_pin():
     lock = read_lock()
     assert drift("pip install torch==2.3.0 numpy==1.26.4", lock) == ["torch==2.3.0 (lock: 2.14.1)"]
     assert drift("pip install 'escnn>=1.0'", lock) == ["escnn>=1.0 (lock: 1.0.11)"]
-    assert drift("pip install py3nj==0.2.1", lock) == ["py3nj==0.2.1 (lock: not pinned)"]
     assert pip_installs("python -m pip install --no-deps scipy\n") == [["--no-deps", "scipy"]]
 
 
-def run_test_section(body: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run(["sh", "-c", body], capture_output=True, text=True, env=env, timeout=120)
+def run_check(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, str(CONTAINERS / "escnn_check.py"), *args], capture_output=True,
+                          text=True, env=env, timeout=300)
 
 
-def test_test_section_equivariance_check_passes(definition):
-    body = definition[1]["test"]
-    assert "escnn" in body and "irrep(1, 0)" in body
-    out = run_test_section(body)
+def test_test_section_runs_the_escnn_check_which_passes(definition):
+    assert definition[1]["test"].split() == ["/opt/gcnn_spin/venv/bin/python",
+                                             "/opt/gcnn_spin/containers/escnn_check.py"]
+    out = run_check()
     assert out.returncode == 0, out.stderr
     assert "escnn D8 check passed" in out.stdout
 
 
-def test_test_section_fails_on_a_net_that_is_not_chiral(definition):
-    broken = definition[1]["test"].replace("irrep(1, 0)", "irrep(0, 0)")  # invariant, not chiral
-    out = run_test_section(broken)
-    assert out.returncode != 0 and "mirror did not flip" in out.stderr
+def test_escnn_check_fails_on_a_net_that_is_not_chiral():
+    out = run_check("--irrep", "0", "0")  # invariant, not chiral
+    assert out.returncode == 1 and "mirror did not flip" in out.stderr
 
 
-@pytest.mark.parametrize("command, expected", [
-    ("train --help", "-m gcnn_spin.train --help"),
-    ("predict --run r", "-m gcnn_spin.predict --run r"),
-    ("infer --part 3", "-m gcnn_spin.cluster.infer --part 3"),
-    ("collect", "/opt/gcnn_spin/analysis/collect.py"),
-    ("build-dataset --raw raw", "/opt/gcnn_spin/data_prep/build_dataset.py --raw raw"),
-    ("python -m pytest -q", "-m pytest -q"),
-])
-def test_runscript_dispatches_to_the_clis(definition, tmp_path, command, expected):
-    stub = tmp_path / "python"
-    stub.write_text('#!/bin/sh\necho "$@"\n')
-    stub.chmod(0o755)
-    env = dict(os.environ, PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    out = subprocess.run(["sh", "-c", definition[1]["runscript"], "sh", *command.split()],
-                         capture_output=True, text=True, env=env, timeout=10)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == expected
-    target = expected.split()[0]
-    if target.startswith("/opt/gcnn_spin/"):
-        assert (ROOT / target.removeprefix("/opt/gcnn_spin/")).exists()
-
-
-def test_runscript_rejects_unknown_commands(definition):
-    for args in ([], ["trian"]):
-        out = subprocess.run(["sh", "-c", definition[1]["runscript"], "sh", *args],
-                             capture_output=True, text=True, timeout=10)
-        assert out.returncode == 2 and "usage:" in out.stderr
+def test_the_images_command_is_the_packages_entry_point(definition):
+    assert definition[1]["runscript"].split() == ["exec", "/opt/gcnn_spin/venv/bin/gcnn-spin", '"$@"']
+    assert ("ENTRYPOINT", '["gcnn-spin"]') in containerfile_instructions()
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["gcnn-spin"] == "gcnn_spin.commands:entry"

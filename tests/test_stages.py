@@ -176,11 +176,12 @@ def test_desi_infer_header_is_the_a100_profile_and_appends_its_log():
     assert header["--partition"] == profile.partition and header["--cpus-per-task"] == str(profile.cpus_per_task)
     assert header["--mem"] == f"{profile.mem_gb}G" and header["--time"] == str(profile.time_min)
     assert header["--gres"] == f"gpu:{profile.gpus_per_task}"
-    start, stop = header["--array"].split("%")[0].split("-")
-    assert (int(start), int(stop) + 1) == (0, profile.max_array_size)
-    assert header["--array"].split("%")[1] == str(profile.array_parallelism)
+    # No --array: the script submits itself with one task per planned part, as many at once as the profile runs.
+    assert f"GCNN_SPIN_PARALLELISM:-{profile.array_parallelism}" in DESI_INFER.read_text()
     assert header["--open-mode"] == "append" and "--requeue" in header  # a requeue must not truncate its log
-    assert set(header) == {"--job-name", "--array", "--partition", "--gres", "--cpus-per-task", "--mem", "--time",
+    signal, _, before = header["--signal"].partition("@")
+    assert signal == "B:USR1" and 0 < int(before) < 60 * profile.time_min  # the trap requeues before the limit
+    assert set(header) == {"--job-name", "--partition", "--gres", "--cpus-per-task", "--mem", "--time", "--signal",
                            "--requeue", "--open-mode", "--output"}
 
 
@@ -191,8 +192,9 @@ def test_desi_infer_runs_the_stage_in_the_container_with_the_data_paths_bound(tm
     (fake / "apptainer").chmod(0o755)
     env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "3",
            "APPTAINER_ARGS": str(tmp_path / "args.txt"), "GCNN_SPIN_IMAGE": str(tmp_path / "gcnn_spin.sif"),
-           "STORE": str(tmp_path / "data" / "stores" / "survey.zarr"), "RUNS": str(tmp_path / "scratch" / "runs"),
-           "PRED": str(tmp_path / "out" / "pred"), "MODELS": "gc_resnet18 resnet18", "BATCH_SIZE": "64"}
+           "GCNN_SPIN_STORE": str(tmp_path / "data" / "stores" / "survey.zarr"),
+           "GCNN_SPIN_RUNS": str(tmp_path / "scratch" / "runs"), "GCNN_SPIN_PRED": str(tmp_path / "out" / "pred"),
+           "GCNN_SPIN_MODELS": "gc_resnet18 resnet18", "GCNN_SPIN_BATCH_SIZE": "64"}
     result = subprocess.run(["bash", str(DESI_INFER)], cwd=DESI_INFER.parents[1], env=env, capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -201,9 +203,43 @@ def test_desi_infer_runs_the_stage_in_the_container_with_the_data_paths_bound(tm
     assert binds == {str(DESI_INFER.parents[1]), str(tmp_path / "data" / "stores"), str(tmp_path / "scratch" / "runs"),
                      str(tmp_path / "out" / "pred")}
     python = argv[argv.index(str(tmp_path / "gcnn_spin.sif")) + 1:]
-    assert python[:4] == ["python", "-m", "gcnn_spin.cluster.infer", "run"]
+    assert python[:3] == ["python", "-m", "gcnn_spin.cluster.infer"] and "run" in python
     assert python[python.index("--task-id") + 1] == "3" and python[python.index("--batch-size") + 1] == "64"
     assert python[python.index("--models") + 1:python.index("--models") + 3] == ["gc_resnet18", "resnet18"]
+
+
+@pytest.mark.parametrize("planned", ["0-2", ""])
+def test_desi_infer_outside_an_array_submits_itself_with_the_planned_range(tmp_path, planned):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$SBATCH_ARGS"\n')
+    (fake / "python").write_text(f'#!/bin/bash\n[[ " $* " == *" --print-array "* ]] && echo "{planned}"\nexit 0\n')
+    for tool in fake.iterdir():
+        tool.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", SBATCH_ARGS=str(tmp_path / "args.txt"),
+               GCNN_SPIN_PYTHON=str(fake / "python"), GCNN_SPIN_PARALLELISM="8")
+    result = subprocess.run(["bash", str(DESI_INFER), "--partition=h100", "--account=astro"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    if planned:
+        assert (tmp_path / "args.txt").read_text().split() == [
+            "--array=0-2%8", "--partition=h100", "--account=astro", str(DESI_INFER)]
+    else:
+        assert "nothing submitted" in result.stdout and not (tmp_path / "args.txt").exists()
+
+
+@pytest.mark.parametrize("old", ["STORE", "RUNS", "PRED", "CLUSTER", "MODELS"])
+def test_desi_infer_refuses_the_unprefixed_variables_in_one_line(tmp_path, old):
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "0", old: "x"}
+    result = subprocess.run(["bash", str(DESI_INFER)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and f"${old} is not read" in result.stderr
+    assert "GCNN_SPIN_STORE" in result.stderr and "GCNN_SPIN_CLUSTER" in result.stderr
+    both = subprocess.run(["bash", str(DESI_INFER)], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                          env={**env, f"GCNN_SPIN_{old}": "y", "GCNN_SPIN_PYTHON": "false"})
+    assert "is not read" not in both.stderr  # the prefixed name wins; a site's own variable is left alone
 
 
 def test_single_run_commands_speak_the_same_dialect():

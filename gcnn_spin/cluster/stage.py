@@ -103,7 +103,7 @@ def main(stage: Stage, argv: Sequence[str] | None = None, prog: str | None = Non
         if args.dry_run and args.action == "submit":
             from .executor import make_executor
 
-            make_executor(profile, args.logs, job_name=f"gcnn_spin-{stage.name}", create=False)
+            make_executor(profile, args.logs, job_name=f"gcnn_spin-{stage.name}", create=False, tasks=tasks)
     except USER_ERRORS as err:
         return report_error(err)
     groups = arrays.array_groups(tasks, profile.max_array_size, stage.array_key)
@@ -147,10 +147,9 @@ def _run(stage: Stage, args: argparse.Namespace, tasks: list[arrays.Task], group
 
 def _submit(stage: Stage, args: argparse.Namespace, tasks: list[arrays.Task], profile) -> int:
     from .executor import make_executor
-
     from .stages import command
 
-    executor = make_executor(profile, args.logs, job_name=f"gcnn_spin-{stage.name}")
+    executor = make_executor(profile, args.logs, job_name=f"gcnn_spin-{stage.name}", tasks=tasks)
     submission = arrays.submit(tasks, executor, profile, command=command(stage.name, args.argv))
     print(f"{len(submission.jobs)} {stage.noun} tasks submitted ({executor.cluster}), {len(submission.skipped)} "
           f"already complete")
