@@ -242,7 +242,7 @@ def catalogue_meta(runs: Sequence[Mapping[str, str]], store_identity: Mapping, s
     prov = provenance()
     meta = {"PACKAGE": f"gcnn_spin {__version__}", "GITCOMM": str(prov.get("git_commit")),
             "SCIHASH": ",".join(sorted(set(science_hashes))) or "unknown",
-            "STORHASH": str(store_identity.get("config_hash")), "STORSIZE": str(store_identity.get("n_images")),
+            "STORHASH": str(store_identity.get("content"))[:68], "STORSIZE": str(store_identity.get("n_images")),
             "DATE": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "MODE": "allow-partial" if allow_partial else "strict", "NRUNS": str(len(runs))}
     for i, run in enumerate(runs, start=1):

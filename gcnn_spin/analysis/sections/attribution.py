@@ -37,18 +37,25 @@ def attribution_section(out: Output, runs: Sequence[Run], incomplete: Mapping[st
     from ...crop import crop_for
     from ...data.augment import center_crop
     from ...data.store import open_store
+    from ...layout import RUN_EXPORT
     from ...predict import load_exported
 
     store = open_store(test)
     rows = attribution.select_galaxies(store.rows, n_galaxies)
     margin = torch.from_numpy(ChunkReader(store)(rows))  # (n, 3, M, M) uint8
     pairs, errors = {}, []
+    without_export = []
     for run in _first_seeds(runs, incomplete, out):
+        if not (run.path / RUN_EXPORT).exists():  # results copied without the weights: nothing to attribute
+            without_export.append(f"{run.label}/seed{run.seed}")
+            continue
         module = load_exported(run.path)
         images = center_crop(margin, crop_for(module, store))
         pairs[run.label] = attribution.mirrored_pairs(module, images)
         errors.append({"model": run.label, "seed": run.seed,
                        "mirror_error": float(pairs[run.label]["mirror_error"].max())})
+    if without_export:
+        written.section.text += f"\n\nNo exported model ({RUN_EXPORT}) in {', '.join(without_export)}: no maps."
     if not pairs:
         return written
     ids = ", ".join(store.rows["dr8_id"].iloc[rows].astype(str)) if "dr8_id" in store.rows else ""
