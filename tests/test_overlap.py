@@ -92,6 +92,7 @@ class FakeStore:
         self.rows = pd.DataFrame({"dr8_id": [f"1_{i}" for i in range(n)], "p_cw": labels[:, 0],
                                   "p_acw": labels[:, 1], "p_other": labels[:, 2], "ok": True})
         self.reads = 0
+        self.identity = "fake-store-content"  # what layout.store_identity reads of a real store
 
     def __len__(self):
         return len(self.images)
