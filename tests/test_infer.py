@@ -125,14 +125,20 @@ def test_print_array_dry_run_and_missing_runs(tiny_dataset, trained_runs, tmp_pa
     assert "no finished runs" in capsys.readouterr().err
 
 
-def test_infer_stage_on_the_local_executor_records_its_plan_and_redoes_stale_parts(tiny_dataset, trained_runs,
-                                                                                   tmp_path, capsys):
+def local_infer_args(tiny_dataset, runs, tmp_path):
+    """The survey store, its part count, the predictions and log folders and the infer stage's flags on the local executor."""
     _, data_dir, _ = tiny_dataset
     store_path = data_dir / "stores" / "survey.zarr"
     n_parts = len(infer.store_parts(open_store(store_path)))
     pred, logs = tmp_path / "pred", tmp_path / "logs"
-    args = ["--store", str(store_path), "--runs", str(trained_runs), "--out", str(pred), "--logs", str(logs),
+    args = ["--store", str(store_path), "--runs", str(runs), "--out", str(pred), "--logs", str(logs),
             "--cluster", "local", "-q"]
+    return store_path, n_parts, pred, logs, args
+
+
+def test_infer_stage_on_the_local_executor_records_its_plan_and_redoes_stale_parts(tiny_dataset, trained_runs,
+                                                                                   tmp_path, capsys):
+    store_path, n_parts, pred, logs, args = local_infer_args(tiny_dataset, trained_runs, tmp_path)
     assert infer.main(["submit", *args, "--wait", "--timeout-min", "5"]) == 0
     assert f"{2 * n_parts} inference tasks submitted (local), 0 already complete" in capsys.readouterr().out
     plan = json.loads(plan_path(pred).read_text())
@@ -185,14 +191,9 @@ def test_status_dry_run_and_collect_agree_on_stale_damaged_and_missing_parts(tin
     (same size), part 1 of seed 0 is deleted with its marker."""
     from gcnn_spin.cluster import arrays
 
-    _, data_dir, _ = tiny_dataset
     runs = tmp_path / "runs"
     shutil.copytree(trained_runs, runs)
-    store_path = data_dir / "stores" / "survey.zarr"
-    n_parts = len(infer.store_parts(open_store(store_path)))
-    pred, logs = tmp_path / "pred", tmp_path / "logs"
-    args = ["--store", str(store_path), "--runs", str(runs), "--out", str(pred), "--logs", str(logs),
-            "--cluster", "local", "-q"]
+    store_path, n_parts, pred, logs, args = local_infer_args(tiny_dataset, runs, tmp_path)
     assert infer.main(["submit", *args, "--wait", "--timeout-min", "5"]) == 0
     capsys.readouterr()
 
