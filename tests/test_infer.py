@@ -126,7 +126,7 @@ def test_print_array_dry_run_and_missing_runs(tiny_dataset, trained_runs, tmp_pa
 
 
 def local_infer_args(tiny_dataset, runs, tmp_path):
-    """The survey store, its part count, the predictions and log folders and the infer stage's flags on the local executor."""
+    """The survey store, its part count, the predictions and log folders, and the infer stage's flags (local)."""
     _, data_dir, _ = tiny_dataset
     store_path = data_dir / "stores" / "survey.zarr"
     n_parts = len(infer.store_parts(open_store(store_path)))
