@@ -12,8 +12,9 @@ STAMP := $(VENV)/.installed$(if $(filter 12,$(CUDA)),-cu12)
 IMAGE ?= localhost/gcnn_spin:cuda$(CUDA)
 BASE ?=
 PYTEST_ARGS ?=
-# Array stages: make submit-{store,train,infer,studies} [CLUSTER=a100|local|ci] [CLUSTER_ARGS="partition=h100"];
-# make status STAGE={store,train,infer,studies}. E.g. make submit-train MODELS="gc_resnet18" SEEDS="0 1" SET="train.epochs=60"
+# Array stages (gcnn_spin/cluster/stages.py; make stages lists them): make submit-NAME [CLUSTER=a100|local|ci]
+# [CLUSTER_ARGS="partition=h100"]; make status STAGE=NAME. E.g. make submit-train MODELS="gc_resnet18" SEEDS="0 1"
+# SET="train.epochs=60". Each stage says which of the variables below fill which of its flags (make help).
 DATA ?= data
 RUNS ?= runs
 LOGS ?= logs
@@ -32,17 +33,19 @@ SPLIT ?= train
 STORE ?= $(DATA)/stores/survey.zarr
 ROWS ?= $(if $(filter survey,$(SPLIT)),$(DATA)/survey.parquet,$(DATA)/catalogue.parquet)
 ON_CLUSTER = --cluster $(CLUSTER) $(foreach a,$(CLUSTER_ARGS),--cluster-set '$(a)')
-SETTINGS = $(foreach a,$(SET),--set '$(a)')
-SUBSET = $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS))
+# handed to every stage as VAR=VALUE words (a variable not listed here is read from make's command line)
+STAGE_VARIABLES := DATA RUNS LOGS PRED RESULTS RAW CONFIG CLUSTER CLUSTER_ARGS MODELS SEEDS SET STUDIES SPLIT STORE ROWS
+shell_quote = '$(subst ','\'',$(1))'
+FROM_MAKE = $(foreach v,$(STAGE_VARIABLES),$(call shell_quote,$(v)=$($(v))))
+STAGE_HELP = $(if $(wildcard $(PY)),$(PY) -m gcnn_spin.cluster.stages --make-help,printf 'submit-NAME\tone per array stage (make setup first to list them)\n')
 export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
-.PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer bench-rotation bench-catalogue bench-real lock submit-store submit-train \
-	submit-infer submit-studies status infer-array container image image-test image-sif \
-	gpu-check clean
+.PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer bench-rotation bench-catalogue bench-real lock \
+	status stages infer-array container image image-test image-sif gpu-check clean
 
-help:  ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+help:  ## list targets (the submit-NAME of every array stage last, from gcnn_spin/cluster/stages.py)
+	@{ grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'; $(STAGE_HELP); } | column -t -s $$'\t'
 
 setup: $(STAMP)  ## create .venv from requirements.lock, or requirements-cu12.lock with CUDA=12 (idempotent)
 
@@ -80,30 +83,18 @@ bench-rotation: setup  ## rotation study: whole MC-dropout passes vs head-only p
 bench-catalogue: setup  ## spin catalogue writer: time and peak RSS at 3 sizes, extrapolated to 8.7 M galaxies
 	$(PY) bench/bench_catalogue.py
 
-submit-store: setup  ## build store SPLIT (train/val/test/survey) from RAW's images as job arrays, one task per shard
-	$(PY) -m gcnn_spin.cluster.build_store submit --rows $(ROWS) $(if $(filter survey,$(SPLIT)),,--split $(SPLIT)) \
-	    --images $(RAW) --out $(DATA)/stores/$(SPLIT).zarr --logs $(LOGS)/store --config $(CONFIG) $(SETTINGS) $(ON_CLUSTER)
-
 bench-real: setup  ## models vs a torchvision baseline on a real GZ1 sample, several seeds (SAMPLE=...)
 	$(PY) bench/bench_real.py --sample $(or $(SAMPLE),../shared/real_sample) --out bench_out/real
 
 gpu-check: setup  ## on one GPU (< 8 min): CUDA tests, train/inference img/s, loader -> gpu_check_out/gpu_check.md
 	PYTHON=$(PY) bash bench/gpu_check.sh --out gpu_check_out
 
-submit-train: setup  ## submit the training grid (models x seeds) as a job array; see CONFIG, CLUSTER, MODELS, SEEDS
-	$(PY) -m gcnn_spin.cluster.submit_train submit --data $(DATA) --runs $(RUNS) --logs $(LOGS)/train \
-	    --config $(CONFIG) $(SUBSET) $(SETTINGS) $(ON_CLUSTER)
+submit-%: setup  # every stage NAME of gcnn_spin/cluster/stages.py, with the flags its Stage fills from the variables
+	$(PY) -m gcnn_spin.cluster.stages $* --from-make submit $(FROM_MAKE)
 
-submit-infer: setup  ## survey inference of every finished run (STORE=...), one task per (run, part)
-	$(PY) -m gcnn_spin.cluster.infer submit --store $(STORE) --runs $(RUNS) --out $(PRED) --logs $(LOGS)/infer \
-	    $(SUBSET) $(ON_CLUSTER)
-
-submit-studies: setup  ## rotation and recovery studies (STUDIES=...) of every finished run, one task per (study, run)
-	$(PY) -m gcnn_spin.analysis.studies submit --study $(STUDIES) --runs $(RUNS) --data $(DATA) --out $(RESULTS) \
-	    --logs $(LOGS)/studies $(SUBSET) $(ON_CLUSTER)
-
-status: setup  ## per task of STAGE (store, train, infer, studies): done / running / failed (with log) / not started
-	$(PY) -m gcnn_spin.cluster.arrays status $(LOGS)/$(STAGE)
+status: setup  ## per task of STAGE (make stages): done / running / failed / stale / damaged; DEEP=1 hashes outputs
+	$(PY) -m gcnn_spin.cluster.stages $(STAGE) --from-make status $(call shell_quote,LOGS=$(LOGS)) \
+	    $(call shell_quote,DEEP=$(DEEP))
 
 stages: setup  ## the array stages, listed once in gcnn_spin/cluster/stages.py (make submit-NAME, make status STAGE=NAME)
 	@$(PY) -m gcnn_spin.cluster.stages

@@ -32,7 +32,8 @@ from gcnn_spin.cluster import infer
 from gcnn_spin.config import DataConfig
 from gcnn_spin.data.store import build_store
 from gcnn_spin.io import write_json_atomic, write_marker
-from gcnn_spin.layout import read_run_marker, store_path
+from gcnn_spin.layout import store_path
+from gcnn_spin.run import finished_run
 from gcnn_spin.runtime import autocast
 
 SURVEY_SIZE = 8_700_000
@@ -144,7 +145,7 @@ def survey_part(args: argparse.Namespace) -> list[dict]:
         store = make_survey_store(root, args.n_images, args.image_size)
         print(f"bench-infer: store of {args.n_images} images built in {time.perf_counter() - t0:.1f} s (not timed)")
         for name in args.model:
-            runs = [read_run_marker(make_run(root, name, args.image_size))]
+            runs = [finished_run(make_run(root, name, args.image_size))]
             # warm-up on a throwaway output (allocator, kernels), then the timed pass
             infer.run_part(0, store, runs, root / "warmup" / name, max_array_size=1, batch_size=args.batch_size,
                            device=args.device, progress=False)

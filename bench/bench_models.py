@@ -21,6 +21,7 @@ build times depend on the order (models are built in registry order).
     python bench/bench_models.py --device cuda --image-size 160 --bf16 --batch-size 100
     python bench/bench_models.py --models 'g_resnet18*' gc_resnet18 --rounds 5
     python bench/bench_models.py --costs-only --image-size 161          # params and FLOPs at the study's size
+    python bench/bench_models.py --costs-only --image-size 160 --models '*lenet' --architecture study_code
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--base-width", type=int, default=64, help="ResNet stem width (default: 64, torchvision's)")
     p.add_argument("--width", choices=WIDTH_RULES, default="channels",
                    help="G-ResNet width rule of the timed models (default: channels; the cost table shows both)")
+    p.add_argument("--architecture", choices=("study_code",),
+                   help="build the models that take it as the study's code did (default: each model's own layout)")
     p.add_argument("--costs-only", action="store_true", help="print the parameter/FLOP table only, no timing")
     p.add_argument("--program", action="store_true", help="also time the torch.export program of each model")
     p.add_argument("--json", type=Path, help="also write the results here as JSON")
@@ -67,9 +70,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_options(name: str, args: argparse.Namespace, width: str | None = None) -> dict:
-    """The build options ``name`` accepts among ``--base-width`` and the width rule."""
+    """The build options ``name`` accepts among ``--base-width``, ``--architecture`` and the width rule."""
     accepted = M.options(name)
     opts = {"base_width": args.base_width} if "base_width" in accepted else {}
+    if args.architecture and "architecture" in accepted:
+        opts["architecture"] = args.architecture
     if "width" in accepted:
         opts["width"] = width or args.width
     return opts
@@ -109,7 +114,8 @@ def _plain_twin(name: str) -> str | None:
 
 def cost_table(rows: list[dict], args: argparse.Namespace) -> str:
     plain = {r["model"]: r for r in rows if r["width"] == "-"}
-    lines = [f"Cost per prediction at S={args.image_size}, base width {args.base_width} (CPU build times)",
+    layout = f", architecture {args.architecture}" if args.architecture else ""
+    lines = [f"Cost per prediction at S={args.image_size}, base width {args.base_width}{layout} (CPU build times)",
              "| model | width | params | GFLOPs | params / plain | GFLOPs / plain | build s |", "|" + "---|" * 7]
     for r in rows:
         ref = plain.get(_plain_twin(r["model"]))

@@ -42,6 +42,13 @@ def add_dry_run(parser: argparse.ArgumentParser, what: str = "list what would be
     parser.add_argument("--dry-run", action="store_true", help=what)
 
 
+def add_deep(parser: argparse.ArgumentParser) -> None:
+    """``--deep``: judge outputs by their SHA-256, not only by markers and sizes (:func:`artifacts.checked`)."""
+    parser.add_argument("--deep", action="store_true",
+                        help="compare every output's SHA-256 with its marker's (reads them all); by default only "
+                             "markers and sizes are read")
+
+
 def add_quiet(parser: argparse.ArgumentParser, what: str = "no progress bars") -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help=what)
 

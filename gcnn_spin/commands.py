@@ -27,6 +27,7 @@ MODULES = {  # command: the module whose main(argv) it runs
     "studies": "gcnn_spin.analysis.studies",
     "collect": "gcnn_spin.analysis.collect",
     "status": "gcnn_spin.cluster.arrays",
+    "stage": "gcnn_spin.cluster.stages",  # any array stage of the registry: gcnn-spin stage NAME submit ...
     "demo": "gcnn_spin.demo",
 }
 SCRIPTS = {

@@ -54,6 +54,10 @@ class DataConfig:
     test_fraction: float = 0.2
     val_fraction: float = 0.1  # of the downsampled train/val set
     split_seed: int = 12345
+    #: True: the study code's split (its dataset_utils.py), for comparison only: train on a seeded 20 % of the
+    #: train/val galaxies and validate on those same galaxies. Applied when training (``gcnn_spin.data.study_split``);
+    #: the stores are unchanged. False: train on the train store, validate on the held-out val store.
+    study_code_split_bug: bool = False
     #: Downsampling of train/val by m = max(P_CW, P_ACW): (upper edge of the bin, fraction kept).
     downsample_bins: tuple[tuple[float, float], ...] = ((0.1, 0.05), (0.2, 0.2), (0.3, 0.5))
     #: S: the stores' image side; each model's crop is derived from it (``gcnn_spin.crop``: 161 gives ResNets 161,
@@ -62,6 +66,9 @@ class DataConfig:
     #: Train store kept at k x the margin size; the loader rotates there, then resizes to S with antialiasing
     #: (rotate before downsampling: gcnn_spin.data.images). 1 = rotate at the final resolution. See BENCHMARKS.md.
     train_oversample: int = 1
+    #: Image field: "inscribed" (the square inscribed in the rotated cutout, no padding visible) or "full_frame"
+    #: (the study's code: the whole cutout resized to S, rotated first with reflect-101 corners). Stores record it.
+    field: str = "inscribed"
     chunk_images: int = 32
     shard_images: int = 1024
     codec: str = "zstd"
@@ -80,6 +87,8 @@ class TrainConfig:
     #: Per-model epoch overrides (the study stopped LeNets at 60).
     epochs_by_model: Mapping[str, int] = dataclasses.field(default_factory=lambda: {"lenet": 60, "g_lenet": 60})
     rotate: bool = True  # False = the study's "_nr" runs
+    #: Epochs of every run trained without rotation (the study's ``*_60_nr``); 0 = as its rotated run.
+    epochs_no_rotation: int = 0
     #: Extra keyword arguments for ``gcnn_spin.models.build`` (e.g. a smaller ``base_width`` for the demo).
     model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     dropout: float = 0.5
@@ -87,8 +96,13 @@ class TrainConfig:
     channels_last: bool = True  # CUDA only
     num_threads: int = 0  # torch CPU threads; 0 = leave torch's default
     max_train_batches: int = 0  # 0 = all; >0 caps batches per epoch (smoke tests)
+    #: Weights the metrics, test predictions and export come from: "final" (the last epoch) or "least_val_loss"
+    #: (the epoch of least validation loss, saved whenever it improves; resumable like the checkpoint).
+    tables_checkpoint: str = "final"
 
     def epochs_for(self, model: str) -> int:
+        if not self.rotate and self.epochs_no_rotation:
+            return int(self.epochs_no_rotation)
         return int(self.epochs_by_model.get(model, self.epochs))
 
 
@@ -97,6 +111,9 @@ class GridConfig:
     models: tuple[str, ...] = ("lenet", "g_lenet", "resnet18", "resnet50", "ce_resnet50", "g_resnet18",
                                "g_resnet50", "g_resnet18_c", "g_resnet50_c", "gc_resnet18", "gc_resnet50")
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    #: Models also trained without rotation, as the runs ``{model}_nr`` beside the rotated ones
+    #: (``gcnn_spin.run.grid_run_names``).
+    no_rotation_models: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,9 +134,22 @@ class RotationStudyConfig:
     head_only: bool = True
 
 
+@dataclasses.dataclass(frozen=True)
+class TablesConfig:
+    """How ``collect`` summarises over seeds. Analysis only: no part of a run's identity."""
+
+    #: Delta degrees of freedom of every spread over seeds (±): 1 = the sample standard deviation, 0 = the study's
+    #: ``np.std`` (smaller by sqrt((n-1)/n)).
+    spread_ddof: int = 1
+    #: Where Tables 6-7's val columns come from: "evaluated" (the weights the run exported, ``metrics.json``) or
+    #: "least_val_loss_epoch" (``history.csv`` at the epoch of least validation loss, as the study's code reported
+    #: them beside its final-weight test columns).
+    val_columns: str = "evaluated"
+
+
 #: Sections of an experiment config that only analyses read: left out of a training run's identity, so changing
 #: them retrains nothing.
-ANALYSIS_SECTIONS = ("rotation_study",)
+ANALYSIS_SECTIONS = ("rotation_study", "tables")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,11 +159,24 @@ class ExperimentConfig:
     train: TrainConfig = TrainConfig()
     grid: GridConfig = GridConfig()
     rotation_study: RotationStudyConfig = RotationStudyConfig()
+    tables: TablesConfig = TablesConfig()
 
 
-def training_identity(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The plain-data config that a training run's identity hashes: everything but :data:`ANALYSIS_SECTIONS`."""
-    return {k: v for k, v in to_dict(cfg).items() if k not in ANALYSIS_SECTIONS}
+#: Keys of an experiment config that say which runs to train or what the config is called, not how a run trains:
+#: left out of a run's identity, so adding a model or seed to the grid retrains nothing.
+NOT_TRAINING = ("name", "grid", *ANALYSIS_SECTIONS)
+#: Per-model epoch tables, replaced in a run's identity by the epochs that run trains.
+EPOCH_TABLES = ("epochs_by_model", "epochs_no_rotation")
+
+
+def training_identity(cfg: ExperimentConfig, model: str) -> dict[str, Any]:
+    """The plain-data config that the identity of a run of ``model`` hashes: the data and training settings as
+    that run uses them (its own epochs: another model's entry in ``epochs_by_model`` is not part of it), without
+    :data:`NOT_TRAINING`."""
+    identity = {k: v for k, v in to_dict(cfg).items() if k not in NOT_TRAINING}
+    train = {k: v for k, v in identity["train"].items() if k not in EPOCH_TABLES}
+    identity["train"] = {**train, "epochs": cfg.train.epochs_for(model)}
+    return identity
 
 
 @dataclasses.dataclass(frozen=True)

@@ -120,7 +120,7 @@ def wait_with_progress(tasks, submission, timeout_s: float) -> None:
 
 def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, overrides: list[str],
              swise_bias: float, rotation_images: int) -> Path:
-    from .analysis.collect import Settings, collect
+    from .analysis.collect import Settings, collect, table_settings
     from .cluster import arrays, stages
     from .cluster.executor import make_executor
     from .cluster.submit_train import grid_tasks
@@ -178,7 +178,7 @@ def run_demo(out: Path, n_gz1: int, n_survey: int, workers: int, config: str, ov
 
     t0 = _step("collect", "5/5 analysis/collect.py")
     outcome = collect(Settings(runs=runs, out=out / "results", predictions=predictions, data=data,
-                               truth=raw["truth"], logs=(out / "logs",)))
+                               truth=raw["truth"], logs=(out / "logs",), **table_settings(cfg)))
     print(f"    {outcome.report}: {len(outcome.tables)} tables, {len(outcome.figures)} figures")
     timings.append(_done(t0))
     if outcome.exit_code:

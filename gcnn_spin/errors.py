@@ -73,16 +73,6 @@ def reading(path: str | os.PathLike, what: str = "file", fix: str = "") -> Itera
 USER_ERRORS = (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
-def report(err: BaseException) -> int:
-    """Print ``err`` as :func:`run_command` does (its traceback first under ``--debug``); return exit status 2.
-
-    For a command that catches a user error itself to carry on (the array-stage launcher)."""
-    if debug_requested(()):
-        traceback.print_exception(err)
-    print(describe(err), file=sys.stderr)
-    return EXIT_USER_ERROR
-
-
 def describe(err: BaseException) -> str:
     """The one line printed for ``err``: the message of a :class:`UserError`, else type and message."""
     text = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
@@ -103,7 +93,7 @@ def run_command(main: Callable[..., int | None], argv: Sequence[str] | None = No
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_requested(argv)
     argv = [a for a in argv if a != DEBUG_FLAG]
-    if debug:  # seen by code that reports an error itself (the array-stage launcher) and by the tasks it starts
+    if debug:  # seen by the tasks a command starts (their own run_command shows their tracebacks)
         os.environ[DEBUG_VARIABLE] = "1"
     try:
         try:

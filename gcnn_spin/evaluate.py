@@ -18,11 +18,12 @@ TRUE_COLUMNS = ["p_cw_true", "p_acw_true", "p_other_true"]
 
 
 def evaluate_store(module: torch.nn.Module, store_path: Path, device: torch.device, batch_size: int = 256,
-                   desc: str = "evaluate", progress: bool = True):
-    """Per-galaxy probabilities and the metrics of one labelled store. Returns ``(table, metrics)``."""
+                   desc: str = "evaluate", progress: bool = True, rows: np.ndarray | None = None):
+    """Per-galaxy probabilities and the metrics of one labelled store (``rows``: these store rows only, default
+    all). Returns ``(table, metrics)``."""
     from .predict import predict_probabilities
 
-    table = predict_probabilities(module, store_path, batch_size=batch_size, device=device, desc=desc,
+    table = predict_probabilities(module, store_path, rows=rows, batch_size=batch_size, device=device, desc=desc,
                                   progress=progress)
     missing = [c for c in TRUE_COLUMNS if c not in table]
     if missing:
@@ -56,20 +57,37 @@ def equivariance_errors(module: torch.nn.Module, store_path: Path, device: torch
     return {"mirror": mirror, "rot90": rot90, "n_images": int(len(images))}
 
 
+def least_val_loss_epoch(history: list[dict[str, Any]]) -> int | None:
+    """The epoch (1-based) of least ``val_loss`` in ``history``, the first on ties (``np.argmin``'s choice, the
+    study's ``metrics_utils.py``); None without history."""
+    if not history:
+        return None
+    return int(history[int(np.argmin([row["val_loss"] for row in history]))]["epoch"])
+
+
 def evaluate_run(run_dir: Path, spec, module: torch.nn.Module, device: torch.device,
-                 history: list[dict[str, Any]], progress: bool = True) -> dict[str, Any]:
-    """Evaluate the exported ``module`` on val and test; write ``test_predictions.parquet`` and ``metrics.json``."""
-    val_store, test_store = (layout.store_path(spec.data_dir, split) for split in ("val", "test"))
+                 history: list[dict[str, Any]], progress: bool = True, sets=None,
+                 weights_epoch: int | None = None) -> dict[str, Any]:
+    """Evaluate the exported ``module`` on val and test; write ``test_predictions.parquet`` and ``metrics.json``.
+
+    ``sets`` (:class:`gcnn_spin.data.study_split.TrainingSets`, default: the held-out val store) names the rows
+    the val columns come from; ``weights_epoch``: the epoch whose weights ``module`` holds (default: the last).
+    """
+    val_split, val_rows = (sets.val_split, sets.val_rows) if sets is not None else ("val", None)
+    val_store, test_store = (layout.store_path(spec.data_dir, split) for split in (val_split, "test"))
     batch_size = max(spec.experiment.train.batch_size, 128)
-    _, val = evaluate_store(module, val_store, device, batch_size, desc=f"{spec.model} val", progress=progress)
+    _, val = evaluate_store(module, val_store, device, batch_size, desc=f"{spec.model} val", progress=progress,
+                            rows=val_rows)
     test_table, test = evaluate_store(module, test_store, device, batch_size, desc=f"{spec.model} test",
                                       progress=progress)
     write_parquet_atomic(test_table, run_dir / layout.RUN_TEST_PREDICTIONS)
     errors = equivariance_errors(module, test_store, device)
-    best = min(history, key=lambda row: row["val_loss"]) if history else {}
     metrics = {"model": spec.model, "seed": spec.seed, "epochs": len(history), "val": val, "test": test,
-               "best_val_epoch": best.get("epoch"), "equivariance_error": errors["mirror"],
+               "best_val_epoch": least_val_loss_epoch(history), "equivariance_error": errors["mirror"],
                "equivariance": errors,
+               "tables_checkpoint": spec.experiment.train.tables_checkpoint,
+               "weights_epoch": len(history) if weights_epoch is None else int(weights_epoch),
+               "val_on_training_galaxies": bool(sets is not None and sets.on_training_galaxies),
                "train_seconds": float(np.sum([row["seconds"] for row in history])) if history else 0.0}
     write_json_atomic(run_dir / layout.RUN_METRICS, metrics)
     return metrics

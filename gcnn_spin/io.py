@@ -25,8 +25,9 @@ from typing import Any
 from .errors import DISK_FULL, disk_full, reading
 
 MARKER_SUFFIX = ".done"
-#: The marker key holding the SHA-256 of a file output.
+#: The marker keys holding the SHA-256 and the size in bytes of a file output.
 DIGEST_KEY = "output_sha256"
+SIZE_KEY = "output_bytes"
 
 
 @contextlib.contextmanager
@@ -157,12 +158,13 @@ def marker_path(output: str | os.PathLike) -> Path:
 def write_marker(output: str | os.PathLike, config: Mapping[str, Any] | None = None, **extra: Any) -> Path:
     """Write the completion marker of ``output`` (call it after the output itself is in place).
 
-    A file output's SHA-256 is recorded (``output_sha256``), so any byte changed since is seen
-    (:func:`gcnn_spin.artifacts.verdict`).
+    A file output's SHA-256 and size are recorded (``output_sha256``, ``output_bytes``): a size changed since is
+    seen by every check, any byte changed by a deep one (:func:`gcnn_spin.artifacts.verdict`).
     """
     payload = {"output": Path(output).name, "provenance": provenance(), **extra}
     if Path(output).is_file():
         payload[DIGEST_KEY] = file_digest(output)
+        payload[SIZE_KEY] = Path(output).stat().st_size
     if config is not None:
         payload["config_hash"] = config_hash(config)
     path = marker_path(output)

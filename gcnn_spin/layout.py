@@ -3,25 +3,24 @@
     DATA/stores/{split}.zarr              Zarr store (+ {split}.parquet rows, {split}.bad.csv,
                                           {split}.fetch_failed.csv)
     DATA/stores/{split}.zarr.shards/shard-{k:05d}.done   shard k built (resumable and array builds)
-    RUNS/{model}/seed{k}/                 training run (+ marker RUNS/{model}/seed{k}.done)
+    RUNS/{run}/seed{k}/                   training run (+ marker RUNS/{run}/seed{k}.done)
     PRED/plan.json                        the inference part plan: store identity + row range of every part
-    PRED/{model}/seed{k}/part-{i:05d}.parquet   survey predictions of part i (+ .done)
-    RESULTS/studies/{study}/{model}/seed{k}.parquet   per-run study output (+ .done)
+    PRED/{run}/seed{k}/part-{i:05d}.parquet   survey predictions of part i (+ .done)
+    RESULTS/studies/{study}/{label}/seed{k}.parquet   per-run study output (+ .done)
     LOGS/{stage}/submission.json          what an array stage submitted (job ids, task ids, log paths)
 
-Every other module asks here instead of spelling a path. A run's model and seed are read from its completion
-marker (:func:`finished_runs`), never parsed from folder names.
+``{run}`` is a run's name: its model, or ``{model}_nr`` for the model trained without rotation; ``{label}`` its
+table label (:mod:`gcnn_spin.run`, which reads name, model and seed from a run's completion marker, never from
+folder names). Every other module asks here instead of spelling a path.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import re
 from pathlib import Path
 
-from .io import MARKER_SUFFIX, marker_path
-from .errors import UserError, reading
+from .io import MARKER_SUFFIX
+from .errors import UserError
 
 SPLITS = ("train", "val", "test", "survey")
 PLAN_FILE = "plan.json"
@@ -72,10 +71,11 @@ def shard_output(store: str | Path, shard: int) -> Path:
     return store.with_name(store.name + ".shards") / f"shard-{shard:05d}"
 
 
-#: The files of a run folder ``RUNS/{model}/seed{k}/`` (written by :mod:`gcnn_spin.train`), named here only.
+#: The files of a run folder ``RUNS/{run}/seed{k}/`` (written by :mod:`gcnn_spin.train`), named here only.
 RUN_CONFIG = "config.json"  # resolved experiment, model, seed and the stores' identities
 RUN_HISTORY = "history.csv"
 RUN_CHECKPOINT = "checkpoint.pt"
+RUN_BEST_WEIGHTS = "best_weights.pt"  # train.tables_checkpoint = "least_val_loss": that epoch's weights
 RUN_EXPORT = "model_export.pt"  # the exported plain-PyTorch module every inference loads
 RUN_METRICS = "metrics.json"
 RUN_TEST_PREDICTIONS = "test_predictions.parquet"
@@ -89,14 +89,15 @@ def run_identity(marker: dict) -> dict:
     return {"config_hash": marker.get("config_hash"), "completed_utc": marker.get("provenance", {}).get("time_utc")}
 
 
-def run_dir(runs: str | Path, model: str, seed: int) -> Path:
-    """``RUNS/{model}/seed{k}``."""
-    return Path(runs) / check_name(model) / f"seed{check_seed(seed)}"
+def run_dir(runs: str | Path, run: str, seed: int) -> Path:
+    """``RUNS/{run}/seed{k}``."""
+    return Path(runs) / check_name(run, "run") / f"seed{check_seed(seed)}"
 
 
-def part_path(pred: str | Path, model: str, seed: int, part: int) -> Path:
-    """``PRED/{model}/seed{k}/part-{i:05d}.parquet``."""
-    return Path(pred) / check_name(model) / f"seed{check_seed(seed)}" / f"part-{check_seed(part, 'part'):05d}.parquet"
+def part_path(pred: str | Path, run: str, seed: int, part: int) -> Path:
+    """``PRED/{run}/seed{k}/part-{i:05d}.parquet``."""
+    folder = Path(pred) / check_name(run, "run") / f"seed{check_seed(seed)}"
+    return folder / f"part-{check_seed(part, 'part'):05d}.parquet"
 
 
 def part_index(path: str | Path) -> int | None:
@@ -110,9 +111,10 @@ def plan_path(pred: str | Path) -> Path:
     return Path(pred) / PLAN_FILE
 
 
-def study_path(results: str | Path, study: str, model: str, seed: int) -> Path:
-    """``RESULTS/studies/{study}/{model}/seed{k}.parquet``."""
-    return Path(results) / "studies" / check_name(study, "study") / check_name(model) / f"seed{check_seed(seed)}.parquet"
+def study_path(results: str | Path, study: str, label: str, seed: int) -> Path:
+    """``RESULTS/studies/{study}/{label}/seed{k}.parquet``."""
+    folder = Path(results) / "studies" / check_name(study, "study") / check_name(label, "run")
+    return folder / f"seed{check_seed(seed)}.parquet"
 
 
 def store_identity(store) -> dict:
@@ -150,45 +152,3 @@ def run_candidates(runs: str | Path) -> list[Path]:
     found = {path.with_name(path.name.removesuffix(MARKER_SUFFIX)) for path in Path(runs).glob("*/seed*")
              if seed_of(path.name) is not None and (path.is_dir() or path.name.endswith(MARKER_SUFFIX))}
     return sorted(found)
-
-
-@dataclasses.dataclass(frozen=True)
-class FinishedRun:
-    """A run with its completion marker: ``model`` and ``seed`` as the marker records them."""
-
-    model: str
-    seed: int
-    path: Path
-    marker: dict
-
-    @property
-    def identity(self) -> dict:
-        """:func:`run_identity` of this run's marker (outputs made from older weights count as stale)."""
-        return run_identity(self.marker)
-
-
-def read_run_marker(path: Path) -> FinishedRun | None:
-    """The finished run at ``path`` from its marker (``None`` without one); the marker must name model and seed."""
-    marker_file = marker_path(path)
-    if not marker_file.exists():
-        return None
-    with reading(marker_file, "run marker", f"delete {marker_file} (the run is then trained again)"):
-        marker = json.loads(marker_file.read_text())
-    if not isinstance(marker, dict) or "model" not in marker or "seed" not in marker:
-        raise UserError(f"run marker {marker_file} does not record the model and seed (written by an old "
-                         f"version?): retrain the run or add \"model\" and \"seed\" to it")
-    model = check_name(marker["model"], f"run marker {marker_file}: model")
-    seed = check_seed(marker["seed"], f"run marker {marker_file}: seed")
-    return FinishedRun(model, seed, Path(path), marker)
-
-
-def finished_runs(runs: str | Path, models: list[str] | None = None,
-                  seeds: list[int] | None = None) -> list[FinishedRun]:
-    """Every run under ``RUNS`` with a completion marker, sorted by (model, seed); optionally only some."""
-    found = []
-    for path in run_candidates(runs):
-        run = read_run_marker(path) if path.is_dir() else None
-        if run is None or (models and run.model not in models) or (seeds is not None and run.seed not in seeds):
-            continue
-        found.append(run)
-    return sorted(found, key=lambda r: (r.model, r.seed))

@@ -48,10 +48,12 @@ def parse_rows(text: str | None, n_rows: int) -> range | None:
 
 
 @torch.no_grad()
-def predict_probabilities(module: torch.nn.Module, store, rows: range | None = None, batch_size: int = 256,
-                          device: torch.device | str = "cpu", bf16: bool = True, progress: bool = True,
-                          desc: str = "predict", timings: dict[str, float] | None = None) -> pd.DataFrame:
-    """Softmax probabilities ``(N, 3)`` for the store rows (centre crop, no augmentation) as a DataFrame.
+def predict_probabilities(module: torch.nn.Module, store, rows: range | np.ndarray | None = None,
+                          batch_size: int = 256, device: torch.device | str = "cpu", bf16: bool = True,
+                          progress: bool = True, desc: str = "predict",
+                          timings: dict[str, float] | None = None) -> pd.DataFrame:
+    """Softmax probabilities ``(N, 3)`` for the store ``rows`` (a range or an array; default all; centre crop, no
+    augmentation) as a DataFrame.
 
     Columns: ``row`` and the store's id columns, the labels when the store has them (``p_cw_true`` …), and the
     predicted ``p_cw, p_acw, p_other``. ``timings``, when given, accumulates seconds spent waiting for data
@@ -63,7 +65,7 @@ def predict_probabilities(module: torch.nn.Module, store, rows: range | None = N
     device = torch.device(device)
     store = open_store(store) if isinstance(store, (str, Path)) else store
     loader = StoreLoader(store, batch_size=batch_size, shuffle=False, seed=0, image_size=crop_for(module, store),
-                         rotate=False, device=device, rows=None if rows is None else np.arange(rows.start, rows.stop))
+                         rotate=False, device=device, rows=None if rows is None else np.asarray(rows))
     out_rows, out_probs = [], []
     bar = None
     if progress:

@@ -1,10 +1,15 @@
-"""Train one (model, seed) into ``RUNS/{model}/seed{k}/``: resumable, atomic checkpoints, a marker when done.
+"""Train one run (model, seed) into ``RUNS/{run}/seed{k}/``: resumable, atomic checkpoints, a marker when done.
 
     python -m gcnn_spin.train --model gc_resnet18 --seed 0 --data DATA --out runs/gc_resnet18/seed0 \
         [--config demo] [--set train.epochs=3 ...] [--no-resume] [-q]
 
 A run killed after epoch k and resumed ends with the same weights as one never killed: the checkpoint holds the
 model, optimiser, scheduler and every RNG state, and the loader derives its order and angles from (seed, epoch).
+
+``train.tables_checkpoint = "least_val_loss"``: the metrics, test predictions and export come from the weights
+of the epoch of least validation loss, kept in ``best_weights.pt``. It is written after the checkpoint whenever
+an epoch improves on every earlier one, so after a kill the best epoch is either the one in ``best_weights.pt``
+or the checkpoint's own (whose weights are then copied over on resume): nothing is lost.
 """
 
 from __future__ import annotations
@@ -27,11 +32,13 @@ from . import cli, layout, models
 from .config import ExperimentConfig, load_experiment, training_identity
 from .crop import crop_for
 from .errors import UserError
-from .evaluate import evaluate_run
+from .data.study_split import training_sets
+from .evaluate import evaluate_run, least_val_loss_epoch
 from .artifacts import verdict
 from .io import (atomic_path, config_hash, marker_path, read_marker, remove_stale_temporaries, write_json_atomic,
                  write_marker)
 from .metrics import n_correct, soft_cross_entropy
+from .run import run_name, run_setup
 from .runtime import autocast, channels_last, pick_device, set_cpu_threads
 
 log = logging.getLogger("gcnn_spin.train")
@@ -49,6 +56,9 @@ class CheckpointError(RuntimeError):
 
 TRAINING_SPLITS = ("train", "val", "test")
 
+#: ``train.tables_checkpoint``: the weights a finished run is evaluated and exported with.
+TABLES_CHECKPOINTS = ("final", "least_val_loss")
+
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
@@ -61,8 +71,13 @@ class RunSpec:
     data_dir: str
     experiment: ExperimentConfig
 
+    @property
+    def name(self) -> str:
+        """The run's name, its folder under RUNS: :func:`gcnn_spin.run.run_name` (``{model}_nr`` without rotation)."""
+        return run_name(self.model, self.experiment.train.rotate)
+
     def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "seed": self.seed, "experiment": training_identity(self.experiment)}
+        return {"model": self.model, "seed": self.seed, "experiment": training_identity(self.experiment, self.model)}
 
     def identity(self, stores: dict[str, Any] | None = None) -> dict[str, Any]:
         """:meth:`as_dict` plus the identities of the opened ``stores`` (default: open the training stores)."""
@@ -89,6 +104,9 @@ def check_run(model: str, seed: int, cfg: ExperimentConfig, seed_from: str = "gr
                         "finished with untrained weights)")
     if cfg.train.batch_size < 1:
         raise UserError(f"train.batch_size={cfg.train.batch_size}: must be at least 1")
+    if cfg.train.tables_checkpoint not in TABLES_CHECKPOINTS:
+        raise UserError(f"train.tables_checkpoint={cfg.train.tables_checkpoint!r}: must be one of "
+                        f"{', '.join(TABLES_CHECKPOINTS)}")
 
 
 def model_options_for(model: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +161,28 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
 
 
+def _save_best(path: Path, epoch: int, weights: dict[str, Any], run_hash: str) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"epoch": epoch, "model": weights, "config_hash": run_hash}, tmp)
+
+
+def _resume_best(path: Path, state: dict[str, Any]) -> None:
+    """Make ``best_weights.pt`` hold the least-val-loss epoch of the resumed checkpoint ``state``'s history.
+
+    The checkpoint is written first: when its own epoch is the best, a kill may have come before the copy, so it is
+    copied again; any other best epoch must be the one the file holds (else the file was lost or replaced).
+    """
+    best = least_val_loss_epoch(state["history"])
+    if best == state["epoch"]:
+        _save_best(path, best, state["model"], state["config_hash"])
+        return
+    saved = load_training_checkpoint(path) if path.exists() else {}
+    if saved.get("epoch") != best or saved.get("config_hash") != state["config_hash"]:
+        raise CheckpointError(f"{path} should hold the weights of epoch {best} (least validation loss) of this "
+                              f"run but holds {saved.get('epoch', 'nothing')}: delete {path.parent} to train it "
+                              "again, or set train.tables_checkpoint = \"final\"")
+
+
 def _run_epoch(model, loader, optimiser, device, cfg, train: bool) -> tuple[float, float]:
     """One pass over ``loader``; returns (mean loss, accuracy). Raises TrainingDiverged on a NaN loss."""
     model.train(train)
@@ -192,27 +232,32 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
         log.warning("%s: %s; training it again", out, found)
         marker_path(out).unlink()
         (out / layout.RUN_CHECKPOINT).unlink(missing_ok=True)
+        (out / layout.RUN_BEST_WEIGHTS).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / layout.RUN_CONFIG, {**run_config, "config_hash": run_hash, "data_dir": str(spec.data_dir)})
 
     dev = pick_device(device)
     set_cpu_threads(cfg.train.num_threads)
     seed_everything(spec.seed)
-    train_store, val_store = stores["train"], stores["val"]
+    train_store = stores["train"]
+    sets = training_sets(stores, cfg.data)
     image_size = crop_for(spec.model, train_store)
     model = models.build(spec.model, image_size=image_size, dropout=cfg.train.dropout,
                          **model_options_for(spec.model, cfg.train.model_options)).to(dev)
+    model.image_field = train_store.field  # the field it learns; inference refuses stores of another (crop.py)
     model = channels_last(model, dev, cfg.train.channels_last)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=cfg.train.step_size, gamma=cfg.train.gamma)
 
     train_loader = StoreLoader(train_store, batch_size=cfg.train.batch_size, shuffle=True, seed=spec.seed,
-                               image_size=image_size, rotate=cfg.train.rotate, device=dev)
-    val_loader = StoreLoader(val_store, batch_size=cfg.train.batch_size, shuffle=False, seed=spec.seed,
-                             image_size=image_size, rotate=False, device=dev)
+                               image_size=image_size, rotate=cfg.train.rotate, device=dev, rows=sets.train_rows)
+    val_loader = StoreLoader(stores[sets.val_split], batch_size=cfg.train.batch_size, shuffle=False, seed=spec.seed,
+                             image_size=image_size, rotate=False, device=dev, rows=sets.val_rows)
 
-    ckpt_path = out / layout.RUN_CHECKPOINT
-    remove_stale_temporaries(ckpt_path)  # a task killed while saving leaves one; the run's folder is its own
+    ckpt_path, best_path = out / layout.RUN_CHECKPOINT, out / layout.RUN_BEST_WEIGHTS
+    keep_best = cfg.train.tables_checkpoint == "least_val_loss"
+    for path in (ckpt_path, best_path):
+        remove_stale_temporaries(path)  # a task killed while saving leaves one; the run's folder is its own
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if ckpt_path.exists():
@@ -229,7 +274,11 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
         history = state["history"]
         start_epoch = state["epoch"]
         _set_rng_state(state["rng"])
+        if keep_best:
+            _resume_best(best_path, state)
         log.info("%s: resuming after epoch %d", out, start_epoch)
+    else:
+        best_path.unlink(missing_ok=True)  # left by a checkpoint deleted to restart: never a fresh run's best
 
     n_epochs = cfg.train.epochs_for(spec.model)
     bar = None
@@ -253,6 +302,8 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
                  "config_hash": run_hash, "model_name": spec.model}
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)
+        if keep_best and least_val_loss_epoch(history) == epoch + 1:
+            _save_best(best_path, epoch + 1, state["model"], run_hash)
         _append_history(out / layout.RUN_HISTORY, history)
         if bar is not None:
             bar.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
@@ -260,10 +311,16 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
     if bar is not None:
         bar.close()
 
+    weights_epoch = n_epochs
+    if keep_best:
+        best = load_training_checkpoint(best_path)
+        models.load_model_state(model, best["model"])
+        weights_epoch = best["epoch"]
     exported = models.export(model.eval())
     models.save_exported(exported, out / layout.RUN_EXPORT)
-    metrics = evaluate_run(out, spec, exported, dev, history, progress=progress)
-    write_marker(out, run_config, model=spec.model, seed=spec.seed, epochs=n_epochs,
+    metrics = evaluate_run(out, spec, exported, dev, history, progress=progress, sets=sets,
+                           weights_epoch=weights_epoch)
+    write_marker(out, run_config, model=spec.model, run=spec.name, seed=spec.seed, epochs=n_epochs,
                  test_accuracy=metrics["test"]["accuracy"])
     return out
 
@@ -271,10 +328,12 @@ def train(spec: RunSpec, out_dir: str | Path, resume: bool = True, device: str |
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gcnn_spin.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help=f"one of: {', '.join(models.names())}")
+    parser.add_argument("--model", required=True, help=f"one of: {', '.join(models.names())}; <model>_nr trains it "
+                                                       "without rotation (train.epochs_no_rotation epochs)")
     parser.add_argument("--seed", type=int, required=True, help="training seed (weights, shuffling, angles)")
     parser.add_argument("--data", required=True, help="dataset folder (holds stores/{train,val,test}.zarr)")
-    parser.add_argument("--out", required=True, help="run folder, by convention runs/{model}/seed{k}")
+    parser.add_argument("--out", required=True, help="run folder, by convention runs/{model}/seed{k} (runs/{model}_nr/... "
+                                                     "without rotation)")
     cli.add_config(parser)
     parser.add_argument("--no-resume", dest="resume", action="store_false", help="refuse to continue an existing run")
     cli.add_device(parser)
@@ -286,9 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = load_experiment(args.config, args.overrides)
-    check_run(args.model, args.seed, cfg, "--seed")
-    spec = RunSpec(model=args.model, seed=args.seed, data_dir=str(Path(args.data).resolve()), experiment=cfg)
+    model, cfg = run_setup(args.model, load_experiment(args.config, args.overrides), models.names())
+    check_run(model, args.seed, cfg, "--seed")
+    spec = RunSpec(model=model, seed=args.seed, data_dir=str(Path(args.data).resolve()), experiment=cfg)
     try:
         out = train(spec, args.out, resume=args.resume, device=args.device, progress=not args.quiet)
     except (TrainingDiverged, CheckpointError) as err:

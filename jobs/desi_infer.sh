@@ -1,7 +1,7 @@
 #!/bin/bash
 # Survey inference as one sbatch array, through the inference stage (python -m gcnn_spin.cluster.infer): array
 # task i predicts part i (a contiguous block of survey-store shards) for every finished run and writes
-# predictions/{model}/seed{k}/part-{i:05d}.parquet, then its marker. A rerun or a requeue skips every part whose
+# predictions/{run}/seed{k}/part-{i:05d}.parquet, then its marker. A rerun or a requeue skips every part whose
 # marker matches the store and the run as they are now; a killed task leaves no partial file.
 # `make submit-infer` runs the same tasks through submitit instead.
 #

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gcnn_spin.artifacts import Artifact, is_done, verdict
+from gcnn_spin.artifacts import Artifact, checked, is_done, verdict
 from gcnn_spin.io import config_hash, marker_path, write_marker, write_text_atomic
 
 
@@ -33,20 +33,30 @@ def test_made_for_other_inputs_it_is_stale_and_says_from_what(tmp_path):
                          "or settings changed since)")
 
 
-@pytest.mark.parametrize("damage", ["one byte changed", "output deleted", "marker cut short"])
+@pytest.mark.parametrize("damage", ["one byte changed", "one byte cut off", "output deleted", "marker cut short"])
 def test_bytes_that_are_no_longer_the_ones_written_are_damaged(tmp_path, damage):
+    """Every check sees a size, a missing file or a bad marker; a byte changed in place only a deep one
+    (:func:`checked` says which was made)."""
     out = made(tmp_path)
     if damage == "one byte changed":
         out.write_text("a,b\n1,3\n")  # same size
         says = "table.csv changed after it was written (SHA-256 "
+        assert verdict(out, config_hash({"k": 1})).done  # markers and sizes only
+        assert "size" in checked(False) and "SHA-256" in checked(True) and "--deep" in checked(True)
+    elif damage == "one byte cut off":
+        size = out.stat().st_size
+        out.write_bytes(out.read_bytes()[:-1])
+        says = "table.csv changed after it was written (SHA-256 "  # deep: the digest, whatever the size
+        assert verdict(out, config_hash({"k": 1})).why == (f"table.csv changed after it was written ({size} bytes, "
+                                                           f"now {size - 1})")
     elif damage == "output deleted":
         out.unlink()
         says = f"its output {out} is missing"
     else:
         marker_path(out).write_text('{"output": "tab')
         says = "cannot read this completion marker"
-    found = verdict(out, config_hash({"k": 1}))
-    assert found.state == "damaged" and says in found.why and not is_done(out)
+    found = verdict(out, config_hash({"k": 1}), deep=True)
+    assert found.state == "damaged" and says in found.why and not is_done(out)  # the pipeline stages: deep
 
 
 def test_an_outputs_own_check_is_asked_and_told_how_deep(tmp_path):

@@ -50,7 +50,7 @@ def test_spirals_are_chosen_first():
 
 @pytest.mark.slow
 def test_report_section_draws_the_maps_and_tables_the_mirror_error(tiny_dataset, tmp_path):
-    from gcnn_spin.analysis.runs import Run
+    from gcnn_spin.run import Run
     from gcnn_spin.analysis.sections.attribution import attribution_section
     from gcnn_spin.analysis.sections.common import Output
 
@@ -60,7 +60,7 @@ def test_report_section_draws_the_maps_and_tables_the_mirror_error(tiny_dataset,
         path = tmp_path / "runs" / name / "seed0"
         path.mkdir(parents=True)
         M.save_exported(_exported(name).float(), path / "model_export.pt")
-        runs.append(Run(name, name, 0, path, True))
+        runs.append(Run(name, name, 0, path))
     written = attribution_section(Output(tmp_path / "results"), runs, {}, data_dir)
     assert (tmp_path / "results" / "figures" / "attribution_maps.png").stat().st_size > 10_000
     errors = pd.read_csv(tmp_path / "results" / "tables" / "attribution_mirror_error.csv").set_index("model")

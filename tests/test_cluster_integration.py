@@ -29,7 +29,8 @@ import torch
 from gcnn_spin.cluster import arrays, infer, slurm
 from gcnn_spin.data.store import open_store
 from gcnn_spin.io import marker_path, read_marker
-from gcnn_spin.layout import finished_runs, plan_path, study_path
+from gcnn_spin.layout import plan_path, study_path
+from gcnn_spin.run import finished_runs
 
 try:  # tests/ as a package (it has an __init__.py) or as a plain folder on sys.path
     from . import slurm_utils as su
@@ -123,11 +124,17 @@ def wait_for(predicate, what: str, job_id: str, timeout_s: float = TIMEOUT_S, po
         time.sleep(poll_s)
 
 
+#: A test job's time limit and its requeue signal (jobs/desi_infer.sh asks USR1 600 s before the limit: with a
+#: limit of 10 min or less, SLURM would signal at once and the trap requeue the task).
+SHORT_LIMIT = ("--time=10", "--signal=B:USR1@60")
+
+
 def sbatch_infer(env: dict[str, str], array: str, log_dir: Path, reaper: list[str]) -> tuple[str, list[str]]:
-    """``sbatch jobs/desi_infer.sh`` with the header's A100/GPU/64G asks overridden for the ci partition."""
+    """``sbatch jobs/desi_infer.sh`` with the header's A100/GPU/64G asks overridden for the ci partition, and a
+    10 min limit with the requeue signal 1 min before it (the header's 10 min before would requeue at once)."""
     log_dir.mkdir(parents=True, exist_ok=True)  # SLURM does not create the --output folder: no log, no job
     result = run(["sbatch", "--parsable", "--export=ALL", "--partition=ci", "--gres=none", "--cpus-per-task=1",
-                  "--mem=1G", "--time=10", f"--array={array}", f"--output={log_dir}/%A_%a.out",
+                  "--mem=1G", *SHORT_LIMIT, f"--array={array}", f"--output={log_dir}/%A_%a.out",
                   "jobs/desi_infer.sh"], env=env)
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.strip().split(";")[0]
@@ -522,7 +529,7 @@ def test_plain_sbatch_of_desi_infer_queues_one_task_per_part(grid, survey, reape
     pred, logs = tmp_path / "pred", tmp_path / "logs"
     logs.mkdir()
     env = infer_env(survey.path, grid.runs, pred, GCNN_SPIN_CLUSTER="ci", SBATCH_OUTPUT=f"{logs}/%A_%a.out")
-    launcher = sbatch_ci(env, "--time=5")
+    launcher = sbatch_ci(env, *SHORT_LIMIT)
     reaper.append(launcher)
     assert slurm.wait([launcher], timeout_s=TIMEOUT_S, poll_s=1) == {launcher: "COMPLETED"}
     launcher_log = "".join(p.read_text() for p in logs.glob(f"{launcher}_*.out"))

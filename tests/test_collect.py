@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 
 from gcnn_spin.analysis.collect import EXIT_INCOMPLETE, Settings, collect, main
-from gcnn_spin.analysis.runs import check_completeness, discover_runs
+from gcnn_spin.analysis.runs import check_completeness
+from gcnn_spin.run import discover_runs
 from gcnn_spin.analysis.studies import study_path
 from gcnn_spin.conventions import ACW, CW, OTHER
+from gcnn_spin.errors import UserError
 from gcnn_spin.io import write_json_atomic, write_marker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,10 +37,11 @@ def fake_test_predictions(rng, n=500, hit_rate=0.8):
 
 
 def write_run(root, model, seed, *, val=(0.6, 0.84), test=(0.38, 0.94), rotate=True, marker=True, epochs=3,
-              rng=None, extra_metrics=None):
-    """A run folder in the layout of gcnn_spin.train (config, history, test predictions, metrics, marker)."""
+              rng=None, extra_metrics=None, name=None):
+    """A run folder in the layout of gcnn_spin.train (config, history, test predictions, metrics, marker); with
+    ``name``, the run's name (its folder, recorded in the marker beside the model) differs from the model's."""
     rng = rng if rng is not None else np.random.default_rng(seed)
-    run = Path(root) / model / f"seed{seed}"
+    run = Path(root) / (name or model) / f"seed{seed}"
     run.mkdir(parents=True)
     write_json_atomic(run / "config.json", {"model": model, "seed": seed,
                                             "experiment": {"train": {"rotate": rotate}}})
@@ -59,7 +62,8 @@ def write_run(root, model, seed, *, val=(0.6, 0.84), test=(0.38, 0.94), rotate=T
                "train_seconds": 30.0, **(extra_metrics or {})}
     write_json_atomic(run / "metrics.json", metrics)
     if marker:
-        write_marker(run, {"model": model, "seed": seed}, model=model, seed=seed, epochs=epochs)
+        write_marker(run, {"model": model, "seed": seed}, model=model, seed=seed, epochs=epochs,
+                     **({"run": name} if name else {}))
     return run
 
 
@@ -133,6 +137,47 @@ def test_runs_without_rotation_are_table7(tmp_path):
     t7 = table(tmp_path, "table7_metrics_nr")
     assert list(t7.index) == ["lenet_nr", "resnet18_nr"]
     assert t7.loc["lenet_nr", "test_loss_mean"] == pytest.approx(0.55)
+
+
+def test_a_model_trained_with_and_without_rotation_in_one_runs_folder(tmp_path):
+    """RUNS/resnet18/seed{k} and RUNS/resnet18_nr/seed{k} (marker: model resnet18, run resnet18_nr) with their
+    parts in PRED/resnet18 and PRED/resnet18_nr: one collect puts each in its own tables, none mixed."""
+    runs, preds = tmp_path / "runs", tmp_path / "predictions"
+    for seed in (0, 1):
+        write_run(runs, "resnet18", seed, test=(0.38 + 0.01 * seed, 0.94))
+        write_run(runs, "resnet18", seed, name="resnet18_nr", rotate=False, test=(0.44 + 0.01 * seed, 0.93),
+                  epochs=2)
+        write_parts(preds, "resnet18", seed, rng=np.random.default_rng(10 + seed))
+        write_parts(preds, "resnet18_nr", seed, rng=np.random.default_rng(20 + seed))
+    found = discover_runs(runs)
+    assert [(r.name, r.model, r.label, r.seed) for r in found] == [
+        ("resnet18", "resnet18", "resnet18", 0), ("resnet18", "resnet18", "resnet18", 1),
+        ("resnet18_nr", "resnet18", "resnet18_nr", 0), ("resnet18_nr", "resnet18", "resnet18_nr", 1)]
+    outcome = run_collect(tmp_path, runs, preds)
+    assert outcome.exit_code == 0 and not outcome.issues
+    assert not outcome.completeness.notes  # 3 and 2 epochs, but under two labels: no mean mixes them
+    t6, t7 = table(tmp_path, "table6_metrics"), table(tmp_path, "table7_metrics_nr")
+    assert list(t6.index) == ["resnet18"] and list(t7.index) == ["resnet18_nr"]
+    assert t6.loc["resnet18", "test_loss_mean"] == pytest.approx(0.385)
+    assert t7.loc["resnet18_nr", "test_loss_mean"] == pytest.approx(0.445)
+    per_seed = pd.read_csv(tmp_path / "results" / "tables" / "survey_per_seed.csv")
+    for label in ("resnet18", "resnet18_nr"):  # each label's counts come from its own parts
+        for seed in (0, 1):
+            parts = pd.concat(pd.read_parquet(p) for p in sorted((preds / label / f"seed{seed}").glob("*.parquet")))
+            row = per_seed[(per_seed["model"] == label) & (per_seed["seed"] == seed)]
+            assert row["n_acw"].item() == int((parts["p_acw"] >= 0.5).sum())
+    assert set(table(tmp_path, "table9_survey_counts").index) == {"resnet18", "resnet18_nr"}
+
+
+def test_two_runs_under_one_name_are_refused(tmp_path):
+    """A marker naming the run of another folder would share its predictions and study outputs."""
+    runs = tmp_path / "runs"
+    write_run(runs, "resnet18", 0, name="resnet18_nr", rotate=False)
+    write_run(runs, "resnet18", 0, name="copy", rotate=False)
+    marker = runs / "copy" / "seed0.done"
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "run": "resnet18_nr"}))
+    with pytest.raises(UserError, match="two runs share the name resnet18_nr seed0"):
+        discover_runs(runs)
 
 
 def test_missing_marker_is_named_and_not_averaged(tmp_path, study):

@@ -59,3 +59,14 @@ def test_a_script_command_without_the_checkout_names_GCNN_SPIN_HOME(tmp_path):
     out = gcnn_spin("make-synthetic", "--help", GCNN_SPIN_HOME=str(tmp_path))
     assert out.returncode == 2 and out.stderr.count("\n") == 1
     assert "GCNN_SPIN_HOME" in out.stderr and str(tmp_path / "data_prep" / "make_synthetic.py") in out.stderr
+
+
+def test_every_registered_stage_is_a_command():
+    """gcnn-spin stage NAME: each array stage of the registry, with its own --help; an unknown stage is one line."""
+    from gcnn_spin.cluster import stages
+
+    for name in stages.names():
+        out = gcnn_spin("stage", name, "--help")
+        assert out.returncode == 0 and out.stdout.startswith("usage:"), (name, out.stderr)
+    out = gcnn_spin("stage", "nosuch", "submit")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "unknown array stage 'nosuch'" in out.stderr

@@ -24,6 +24,7 @@ import slurm_utils as su
 from conftest import TINY_OVERRIDES
 from gcnn_spin import layout
 from gcnn_spin.cluster import arrays
+from gcnn_spin.run import finished_run
 
 pytestmark = [pytest.mark.slurm, pytest.mark.container, pytest.mark.slow]
 slurm_cluster = su.slurm_cluster
@@ -111,7 +112,7 @@ def test_train_and_infer_run_in_the_image_and_match_the_host(slurm_cluster, imag
         assert "run --rm" not in "".join(
             p.read_text() for p in (tmp_path / "on_host" / "logs" / stage).glob("*submission.sh"))
     # In the image, the task's host name is the container's and its Python the image's.
-    marker_c, marker_h = (layout.read_run_marker(run).marker["provenance"] for run in (run_c, run_h))
+    marker_c, marker_h = (finished_run(run).marker["provenance"] for run in (run_c, run_h))
     assert marker_h["host"] == socket.gethostname() != marker_c["host"]
     weights_c = torch.load(run_c / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
     weights_h = torch.load(run_h / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]

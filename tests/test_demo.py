@@ -11,7 +11,7 @@ from conftest import TINY_OVERRIDES
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_a_rerun_reuses_everything(tmp_path):
     overrides = list(TINY_OVERRIDES) + ["grid.models=['resnet18', 'gc_resnet18']", "grid.seeds=[0]",
-                                        "train.epochs=1"]
+                                        "train.epochs=1", "grid.no_rotation_models=['resnet18']"]
     report = run_demo(tmp_path / "demo", n_gz1=300, n_survey=100, workers=2, config="demo", overrides=overrides,
                       swise_bias=0.15, rotation_images=4)
     text = report.read_text()
@@ -39,9 +39,16 @@ def test_demo_runs_end_to_end_and_a_rerun_reuses_everything(tmp_path):
     assert (timings[["wall_s", "cpu_s"]] >= 0).all().all()
     top_level = [s for s in steps if "one thread" not in s and s != "whole demo"]
     assert timings.loc["whole demo", "wall_s"] >= timings.loc[top_level, "wall_s"].sum() - 0.5
+    t7 = pd.read_csv(report.parent / "tables" / "table7_metrics_nr.csv")  # the _nr run beside the rotated ones
+    assert t7["model"].tolist() == ["resnet18_nr"]
+    assert set(pd.read_csv(report.parent / "tables" / "survey_per_seed.csv")["model"]) == {
+        "resnet18", "resnet18_nr", "gc_resnet18"}
+    for name in ("resnet18", "resnet18_nr"):  # inference and the rotation study keep the two runs apart
+        assert len(list((tmp_path / "demo" / "predictions" / name / "seed0").glob("part-*.parquet.done"))) > 0
+        assert (report.parent / "studies" / "rotation" / name / "seed0.parquet.done").exists()
     runs = tmp_path / "demo" / "runs"
     mtimes = {p: p.stat().st_mtime_ns for p in runs.rglob("checkpoint.pt")}
-    assert len(mtimes) == 2
+    assert len(mtimes) == 3
     run_demo(tmp_path / "demo", n_gz1=300, n_survey=100, workers=2, config="demo", overrides=overrides,
              swise_bias=0.15, rotation_images=4)
     assert {p: p.stat().st_mtime_ns for p in runs.rglob("checkpoint.pt")} == mtimes  # nothing retrained

@@ -12,7 +12,8 @@ from gcnn_spin.cluster import infer, submit_train
 from gcnn_spin.data.store import open_store
 from gcnn_spin.errors import UserError
 from gcnn_spin.io import marker_path, read_marker, write_json_atomic
-from gcnn_spin.layout import finished_runs, plan_path
+from gcnn_spin.layout import plan_path
+from gcnn_spin.run import finished_runs
 from gcnn_spin.predict import load_exported, predict_probabilities
 
 
@@ -121,8 +122,8 @@ def test_print_array_dry_run_and_missing_runs(tiny_dataset, trained_runs, tmp_pa
     out = capsys.readouterr().out
     assert f"{2 * n_parts} tasks: 0 done, {2 * n_parts} to run" in out and "resnet18/seed1/part-00000" in out
     assert not list(tmp_path.iterdir())  # a dry run writes nothing, not even the plan
-    assert infer.main(["--store", store_path, "--runs", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
-    assert "no finished runs" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="no finished runs"):
+        infer.main(["--store", store_path, "--runs", str(tmp_path / "none"), "--out", str(tmp_path)])
 
 
 def local_infer_args(tiny_dataset, runs, tmp_path):
@@ -181,19 +182,23 @@ def test_missing_trailing_parts_are_named_from_the_recorded_plan(tiny_dataset, t
     plan_path(pred).write_text(json.dumps(other))
     with pytest.raises(UserError, match="made for another store"):
         check_completeness(trained_runs, pred, store=store_path)
-    assert infer.main([*args, "--task-id", str(n_parts - 1)]) == 2  # and inference refuses to mix stores
+    with pytest.raises(UserError, match="records predictions of another store"):  # inference refuses to mix stores
+        infer.main([*args, "--task-id", str(n_parts - 1)])
 
 
 def test_status_dry_run_and_collect_agree_on_stale_damaged_and_missing_parts(tiny_dataset, trained_runs, tmp_path,
                                                                              capsys):
-    """The same outputs judged three ways (make status, --dry-run, collect): the same parts are not done, for
-    the same reasons. Seed 1 is retrained in place (every part stale), part 0 of seed 0 has one byte changed
-    (same size), part 1 of seed 0 is deleted with its marker."""
+    """The same outputs judged three ways (make status, --dry-run, collect), by default and with --deep: the same
+    parts are not done, for the same reasons, and each says what it checked. Seed 1 is retrained in place (every
+    part stale), part 0 of seed 0 has one byte flipped in its middle (same size: only --deep reads it), part 1 of
+    seed 0 is deleted with its marker, part 2 of seed 0 is one byte shorter (every check sees a size)."""
+    from gcnn_spin.artifacts import checked
     from gcnn_spin.cluster import arrays
 
     runs = tmp_path / "runs"
     shutil.copytree(trained_runs, runs)
     store_path, n_parts, pred, logs, args = local_infer_args(tiny_dataset, runs, tmp_path)
+    assert n_parts >= 3
     assert infer.main(["submit", *args, "--wait", "--timeout-min", "5"]) == 0
     capsys.readouterr()
 
@@ -201,37 +206,48 @@ def test_status_dry_run_and_collect_agree_on_stale_damaged_and_missing_parts(tin
     retrained = read_marker(run1)
     retrained["provenance"]["time_utc"] = "2031-06-01T00:00:00+00:00"  # unlike any other test's
     write_json_atomic(marker_path(run1), retrained)
-    damaged = infer.part_path(pred, "resnet18", 0, 0)
-    data = bytearray(damaged.read_bytes())
+    flipped = infer.part_path(pred, "resnet18", 0, 0)
+    data = bytearray(flipped.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    damaged.write_bytes(bytes(data))
+    flipped.write_bytes(bytes(data))
     missing = infer.part_path(pred, "resnet18", 0, 1)
     missing.unlink()
     marker_path(missing).unlink()
-    expected = {("resnet18/seed0/part-00000", "damaged"), ("resnet18/seed0/part-00001", "missing"),
+    shorter = infer.part_path(pred, "resnet18", 0, 2)
+    shorter.write_bytes(shorter.read_bytes()[:-1])
+    expected = {("resnet18/seed0/part-00001", "missing"), ("resnet18/seed0/part-00002", "damaged"),
                 *{(f"resnet18/seed1/part-{k:05d}", "stale") for k in range(n_parts)}}
+    deep_expected = expected | {("resnet18/seed0/part-00000", "damaged")}
 
-    assert infer.main([*args, "--dry-run"]) == 0
-    planned = {line.split()[1]: line.split("(", 1)[1].split(":")[0] for line in capsys.readouterr().out.splitlines()
-               if line.startswith("todo")}
-    assert set(planned.items()) == expected
+    for deep, want in ((False, expected), (True, deep_expected)):
+        flag = ["--deep"] if deep else []
+        assert infer.main([*args, "--dry-run", *flag]) == 0
+        out, err = capsys.readouterr()
+        planned = {line.split()[1]: line.split("(", 1)[1].split(":")[0] for line in out.splitlines()
+                   if line.startswith("todo")}
+        assert set(planned.items()) == want and err.strip() == checked(deep)
 
-    assert arrays.main(["status", str(logs)]) == 1  # `make status STAGE=infer`: the log folder alone; 1: a failure
-    status = {line.split()[1]: line.split()[0] for line in capsys.readouterr().out.splitlines()[:-1]}
-    not_done = {task: state for task, state in status.items() if state != "done"}
-    assert set(not_done) == set(planned)
-    assert {t: s for t, s in not_done.items() if s in ("stale", "damaged")} == \
-        {t: s for t, s in planned.items() if s != "missing"}
-    assert not_done["resnet18/seed0/part-00001"] == "failed"  # its job finished without leaving the part
+        # `make status STAGE=infer [DEEP=1]`: the log folder alone; 1: a failure
+        assert arrays.main(["status", str(logs), *flag]) == 1
+        out, err = capsys.readouterr()
+        status = {line.split()[1]: line.split()[0] for line in out.splitlines()[:-1]}
+        not_done = {task: state for task, state in status.items() if state != "done"}
+        assert set(not_done) == set(planned) and err.strip() == checked(deep)
+        assert {t: s for t, s in not_done.items() if s in ("stale", "damaged")} == \
+            {t: s for t, s in planned.items() if s != "missing"}
+        assert not_done["resnet18/seed0/part-00001"] == "failed"  # its job finished without leaving the part
 
-    issues = check_completeness(runs, pred, store=store_path).issues
-    found = {(f"{i.model}/seed{i.seed}/part-{i.part:05d}",
-              "missing" if "part missing" in i.problem else i.problem.split(":")[0]) for i in issues}
-    assert found == expected
+        issues = check_completeness(runs, pred, store=store_path, deep=deep).issues
+        found = {(f"{i.model}/seed{i.seed}/part-{i.part:05d}",
+                  "missing" if "part missing" in i.problem else i.problem.split(":")[0]) for i in issues}
+        assert found == want
 
-    assert infer.main(["submit", *args, "--wait", "--timeout-min", "5"]) == 0  # redoes exactly those
+    assert infer.main(["submit", *args, "--wait", "--timeout-min", "5"]) == 0  # redoes exactly those it saw
     assert f"{len(expected)} inference tasks submitted" in capsys.readouterr().out
     assert check_completeness(runs, pred, store=store_path).issues == []
+    assert infer.main(["submit", *args, "--deep", "--wait", "--timeout-min", "5"]) == 0  # and the flipped one
+    assert "1 inference tasks submitted" in capsys.readouterr().out
+    assert check_completeness(runs, pred, store=store_path, deep=True).issues == []
 
 
 def test_a_label_edited_in_a_store_makes_the_runs_trained_on_it_stale(tiny_dataset, trained_runs, tmp_path,

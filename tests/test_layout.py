@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gcnn_spin import layout
-from gcnn_spin.analysis.runs import discover_runs
+from gcnn_spin.run import discover_runs, finished_runs
 from gcnn_spin.errors import UserError
 from gcnn_spin.io import write_marker
 
@@ -32,6 +32,7 @@ def test_paths_are_built_only_from_checked_values(tmp_path):
 
 
 @pytest.mark.parametrize("field, value, says", [("model", "../../elsewhere", "model '../../elsewhere' cannot name"),
+                                                 ("run", "../../elsewhere", "run '../../elsewhere' cannot name"),
                                                  ("seed", -1, "seed: -1 is not a seed")])
 def test_names_and_seeds_from_markers_are_checked_before_they_become_paths(tmp_path, field, value, says):
     """An edited run marker must not send inference or studies outside their folders, nor make a run that no
@@ -40,7 +41,15 @@ def test_names_and_seeds_from_markers_are_checked_before_they_become_paths(tmp_p
     run.mkdir(parents=True)
     write_marker(run, {"x": 1}, **{"model": "resnet18", "seed": 0, field: value})
     with pytest.raises(UserError, match=rf"run marker {run}\.done: .*{says}"):
-        layout.finished_runs(tmp_path / "runs")
+        finished_runs(tmp_path / "runs")
     (found,) = discover_runs(tmp_path / "runs")
     assert not found.complete and "unreadable or without model and seed" in found.problem
     assert json.loads((tmp_path / "runs" / "resnet18" / "seed0.done").read_text())[field] == value
+
+
+def test_a_run_folder_whose_name_cannot_be_a_run_is_named_not_used(tmp_path):
+    """Without a marker a run is known by its folder: a name that cannot be one path component is its problem."""
+    (tmp_path / "runs" / "res net" / "seed0").mkdir(parents=True)
+    (found,) = discover_runs(tmp_path / "runs")
+    assert not found.complete and "'res net' cannot name a folder" in found.problem
+    assert finished_runs(tmp_path / "runs") == []

@@ -191,7 +191,7 @@ def test_study_runs_with_the_data_package_rotation():
 
 def test_rotation_task_writes_output_and_marker_once(tmp_path, monkeypatch):
     import gcnn_spin.data.store as store_module
-    from gcnn_spin.analysis.runs import discover_runs
+    from gcnn_spin.run import discover_runs
     from gcnn_spin.analysis.studies import load_study, run_rotation_task
     from gcnn_spin.io import read_marker, write_marker
 

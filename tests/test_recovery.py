@@ -9,7 +9,7 @@ import pytest
 
 from gcnn_spin.analysis.recovery import (CVS_LEVELS, N_SET, fit_line, possible_levels, recovery_points, resample,
                                          run_recovery, spiral_set, spirals_found)
-from gcnn_spin.analysis.runs import discover_runs
+from gcnn_spin.run import discover_runs
 from gcnn_spin.analysis.studies import run_recovery_task, study_path
 from gcnn_spin.conventions import ACW, CW, OTHER
 from gcnn_spin.io import read_marker, write_marker

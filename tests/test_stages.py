@@ -93,8 +93,37 @@ def test_store_stage_submits_on_the_local_executor_and_reports_status(tmp_path, 
     assert "0 store-build tasks submitted (local), 3 already complete" in capsys.readouterr().out
 
 
+def test_a_byte_flipped_in_a_shard_is_seen_by_a_deep_check_and_each_check_says_what_it_read(tmp_path, store_inputs,
+                                                                                             capsys):
+    from gcnn_spin.artifacts import checked
+    from gcnn_spin.data.store import shard_file
+
+    store = tmp_path / "stores" / "train.zarr"
+    assert build_store.main(["run", *store_inputs]) == 0
+    capsys.readouterr()
+    shard = shard_file(open_store(store).images, store, 1)
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01  # the middle of the data, the same size
+    shard.write_bytes(bytes(data))
+    assert build_store.main([*store_inputs, "--dry-run"]) == 0  # by default: markers and sizes only
+    out, err = capsys.readouterr()
+    assert "3 tasks: 3 done, 0 to run" in out and err.strip() == checked(False)
+    assert build_store.main([*store_inputs, "--dry-run", "--deep"]) == 0
+    out, err = capsys.readouterr()
+    assert "3 tasks: 2 done, 1 to run" in out and err.strip() == checked(True)
+    (line,) = [line for line in out.splitlines() if line.startswith("todo")]
+    assert "train/shard-00001" in line and "(damaged: " in line
+    assert build_store.main(["run", *store_inputs, "--task-id", "1", "--cluster-set", "max_array_size=3"]) == 0
+    assert build_store.main([*store_inputs, "--dry-run", "--deep"]) == 0  # the task read it all, rebuilt it
+    assert "3 tasks: 3 done, 0 to run" in capsys.readouterr().out
+
+
 def test_store_stage_names_a_bad_input_in_one_line(tmp_path, store_inputs, capsys):
-    assert build_store.main([*store_inputs, "--split", "train", "--dry-run"]) == 2
+    from gcnn_spin.errors import run_command
+
+    with pytest.raises(SystemExit) as exit_:
+        run_command(build_store.main, [*store_inputs, "--split", "train", "--dry-run"])
+    assert exit_.value.code == 2
     assert capsys.readouterr().err.strip() == f"error: --split train: {tmp_path / 'rows.parquet'} has no 'split' column"
 
 

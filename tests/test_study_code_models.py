@@ -110,3 +110,78 @@ def test_lenet_as_the_studys_code_built_it():
     with torch.no_grad():
         x = torch.rand(2, 3, 160, 160)
         assert torch.allclose(M.export(model)(x), model.eval()(x))
+
+
+# The study's G_LeNet (Code/custom_models/Steerable_LeNet.py, CNSteerableLeNet(num_classes=3)), counted by hand from
+# its source: escnn's default band limit on a 5x5 kernel has rings at radius 0, 1, 2 with maximum frequencies 0, 2, 2,
+# so a C8 trivial -> regular field pair has 1 + 5 + 5 = 11 basis filters and a regular -> regular pair 8 + 40 + 40 = 88
+# (|G| per bandlimited function on each ring); no convolution bias. conv1 3·6·11, conv2 6·16·88, fc1 (16·38·38)·120
+# + 120, fc2 120·84 + 84, fc3 84·3 + 3. Its module also holds an escnn MaskModule it never applies, whose 161 x 161
+# mask is a frozen nn.Parameter (25,921 more in ``parameters()``); ours has no mask.
+G_LENET_STUDY_PARAMETERS = 198 + 8448 + 23104 * 120 + 120 + 120 * 84 + 84 + 84 * 3 + 3
+
+
+def _study_g_lenet(size=160, **opts):
+    torch.manual_seed(0)
+    return M.build("g_lenet", image_size=size, architecture="study_code", **opts)
+
+
+def _real_image(size=160) -> torch.Tensor:
+    from pathlib import Path
+
+    from gcnn_spin.data.images import decode_jpeg, to_store_image
+
+    path = sorted((Path(__file__).parent / "fixtures" / "real_sample" / "jpg").rglob("*.jpg"))[0]
+    return torch.from_numpy(to_store_image(decode_jpeg(path), size, margin=False)).float()[None] / 255
+
+
+def test_g_lenet_as_the_studys_code_built_it():
+    """Padding 1, no conv bias, escnn's anti-aliased max-pool, the group-pooled 16·38·38 map flattened at S = 160."""
+    from gcnn_spin.models.g_lenet import AntialiasedMaxPool
+
+    model = _study_g_lenet()
+    assert n_parameters(model) == G_LENET_STUDY_PARAMETERS == 2_791_665
+    convs = [m for m in model.features if type(m).__name__ == "R2Conv"]
+    assert [c.padding for c in convs] == [1, 1] and all(c.bias is None for c in convs)
+    assert [c.weights.numel() for c in convs] == [3 * 6 * 11, 6 * 16 * 88]
+    assert sum(isinstance(m, AntialiasedMaxPool) for m in model.features) == 2
+    assert model.head.pool == "flatten" and model.head.group_size == 8 and model.head.dropout_at == "last"
+    with torch.no_grad():
+        assert model.eval().forward_features(torch.zeros(1, 3, 160, 160)).shape == (1, 16 * 8, 38, 38)
+    assert model.model_options["architecture"] == "study_code"
+    classic = M.build("g_lenet", image_size=160)
+    assert classic.head.pool == "mean" and n_parameters(classic) < 30_000  # ours: spatial mean, invariant
+
+
+def test_study_g_lenet_exports_to_plain_pytorch_with_the_same_logits():
+    """escnn cannot export its anti-aliased max-pool; ours exports it as a plain blur + max-pool."""
+    from gcnn_spin.models.lenet import BlurMaxPool2d
+
+    model = _study_g_lenet().eval()
+    plain = M.export(model)
+    assert sum(isinstance(m, BlurMaxPool2d) for m in plain.modules()) == 2
+    x = torch.cat([torch.rand(2, 3, 160, 160, generator=torch.Generator().manual_seed(3)), _real_image()])
+    with torch.no_grad():
+        y, y_plain = model(x), plain(x)
+    assert float(y.abs().max()) > 1e-3
+    assert float((y_plain - y).abs().max()) < 1e-5
+
+
+def test_study_g_lenet_convolutions_are_equivariant_its_logits_are_not_invariant():
+    """At an exact size (S % 4 == 2) the conv part commutes with rot90: the group-pooled map rotates with the input
+    and each regular field's channels shift by 2 (90 deg = 2 of C8's 8 steps). The flatten then sees positions."""
+    size = 66
+    spec = dataclasses.replace(M.spec("g_lenet"), architecture="study_code")
+    assert spec.is_exact_size(size) and not spec.is_exact_size(160) and spec.is_exact_size(162)
+    model = _study_g_lenet(size).eval().double()
+    x = torch.rand(2, 3, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        f = model.forward_features(x)
+        for k in (1, 2, 3):
+            f_rot = model.forward_features(torch.rot90(x, k, dims=(2, 3)))
+            fields = torch.rot90(f, k, dims=(2, 3)).reshape(2, 16, 8, *f.shape[2:])
+            expected = fields.roll(2 * k, dims=2).reshape(f.shape)
+            assert float((f_rot - expected).abs().max()) < 1e-5
+        y, y_rot = model(x), model(torch.rot90(x, 1, dims=(2, 3)))
+    assert float(f.abs().max()) > 1e-2
+    assert float((y_rot - y).abs().max()) > 1e-3  # FC 120 weights see positions: not rotation-invariant

@@ -56,7 +56,7 @@ def test_keys_quoted_in_the_page_exist():
     """A row names config keys by their dotted path; a renamed or removed key leaves a stale row, caught here."""
     config = to_dict(load_experiment("experiment"))
     for row in rows():
-        for key in re.findall(r"`((?:data|train|grid|rotation_study)\.[a-z_.]+)`", row[3]):
+        for key in re.findall(r"`((?:data|train|grid|rotation_study|tables)\.[a-z_.]+)`", row[3]):
             config_value(config, key)
 
 
@@ -84,3 +84,20 @@ def test_the_report_links_the_page():
     from gcnn_spin.analysis import collect
 
     assert "docs/study_deviations.md" in collect.DEVIATIONS_NOTE  # the report's preamble (tests/test_collect.py)
+
+
+def test_the_study_codes_choices_can_be_switched_on():
+    """Row 3's bug is off in the study config and takes the study code's value when switched on; the spread over
+    seeds and the tables' val and test columns are the code's, and ours are one switch away."""
+    study = to_dict(load_experiment("experiment"))
+    switched = to_dict(load_experiment("experiment", ["data.study_code_split_bug=true", "tables.spread_ddof=1"]))
+    code = {s["key"]: s["study_code"] for s in settings()}
+    assert same(config_value(switched, "data.study_code_split_bug"), code["data.study_code_split_bug"])
+    assert not same(config_value(study, "data.study_code_split_bug"), code["data.study_code_split_bug"])
+    assert same(config_value(study, "tables.spread_ddof"), code["tables.spread_ddof"])
+    assert not same(config_value(switched, "tables.spread_ddof"), code["tables.spread_ddof"])
+    ours = to_dict(load_experiment("experiment", ["tables.val_columns=evaluated",
+                                                  "train.tables_checkpoint=least_val_loss"]))
+    for key in ("tables.val_columns", "train.tables_checkpoint"):
+        assert same(config_value(study, key), code[key])
+        assert not same(config_value(ours, key), code[key])

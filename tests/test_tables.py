@@ -47,3 +47,19 @@ def test_complete_cells_are_not_marked():
     runs = per_run().assign(cvs=[1.0, 2.0, 3.0, 4.0, 5.0])
     table = summary_table("t", "T", "caption", runs, COLUMNS)
     assert "(n=" not in table.markdown and table.frame.loc[0, "no_value"] == ""
+
+
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_the_spread_over_seeds_is_numpys_std_with_the_chosen_ddof(ddof):
+    """tables.spread_ddof: 0 is the study's np.std, 1 the sample std; NaN members are left out before either."""
+    values = per_run()["accuracy"].to_numpy()
+    assert mean_std(values, ddof)[1] == pytest.approx(np.std(values, ddof=ddof), rel=1e-12)
+    assert mean_std([1.0, math.nan, 3.0], ddof)[1] == pytest.approx(np.std([1.0, 3.0], ddof=ddof))
+    assert math.isnan(mean_std([2.0], ddof)[1])  # one seed has no spread under either
+    frame = summary_table("t", "T", "caption", per_run(), COLUMNS, ddof=ddof).frame.iloc[0]
+    assert frame["accuracy_std"] == pytest.approx(np.std(values, ddof=ddof), rel=1e-12)
+    assert frame["cvs_std"] == pytest.approx(np.std([1.0, 3.0, 5.0], ddof=ddof), rel=1e-12)
+    # for 5 seeds the two differ by sqrt(5/4) = 1.118 (the factor docs/study_deviations.md quotes)
+    ratio = mean_std(values, 1)[1] / mean_std(values, 0)[1]
+    assert ratio == pytest.approx(math.sqrt(5 / 4), rel=1e-12)
+    assert mean_std_cell([1.0, 3.0], 1, ddof=ddof) == ("2.0 ± 1.0" if ddof == 0 else "2.0 ± 1.4")

@@ -38,6 +38,7 @@ def test_train_writes_every_artifact_and_marker_last(tiny_dataset, tmp_path):
     table = pd.read_parquet(out / "test_predictions.parquet")
     assert {"dr8_id", "p_cw", "p_acw", "p_other", "p_cw_true"} <= set(table.columns)
     assert table[["p_cw", "p_acw", "p_other"]].sum(axis=1).sub(1).abs().max() < 1e-5
+    assert models.load_exported(out / "model_export.pt").image_field == "inscribed"  # its train store's field
     # a second run does nothing: the marker says the run is complete
     mtime = (out / "checkpoint.pt").stat().st_mtime_ns
     train(_spec(tiny_dataset), out, progress=False)

@@ -1,10 +1,10 @@
 """Collect finished runs, survey predictions and study outputs into ``RESULTS/``: tables, figures, ``report.md``.
 
     python analysis/collect.py --runs runs --predictions predictions --store data/stores/survey.zarr \\
-        --data data --out results [--allow-partial] [--truth raw/truth.parquet]
+        --data data --out results [--allow-partial] [--truth raw/truth.parquet] [--set tables.spread_ddof=1]
 
 Layout: ``RESULTS/tables/{stem}.csv`` + ``.md``, ``RESULTS/figures/*.png`` (both hold exactly what the last
-collect wrote: older files it did not rewrite are removed), ``RESULTS/studies/{study}/{model}/seed{k}.parquet``
+collect wrote: older files it did not rewrite are removed), ``RESULTS/studies/{study}/{label}/seed{k}.parquet``
 (the CVS recovery is computed here when missing; the rotation study is read when ``analysis/rotation_study.py``
 has run), ``RESULTS/cache/survey/`` (merged survey counts, reused while the parts' markers are unchanged),
 ``RESULTS/catalogue/spin_catalogue.{fits,parquet}`` (the spin catalogue: one row per survey galaxy with every
@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import cli
+from ..artifacts import checked
+from ..config import ConfigError, load_experiment
 from ..layout import store_path
 from .recovery import N_DRAWS
 from .report import Figure, write_report
@@ -49,7 +51,7 @@ from .sections.attribution import attribution_section
 from .sections.common import Output, Written
 from .sections.catalogue import CatalogueInputs, catalogue_section
 from .sections.completeness import completeness_section
-from .sections.metrics import metrics_section, per_run_metrics
+from .sections.metrics import VAL_COLUMNS, metrics_section, per_run_metrics
 from .sections.recovery import recovery_section
 from .sections.reflection import reflection_section
 from .sections.rotation import rotation_section
@@ -80,6 +82,9 @@ class Settings:
     resample_seed: int = 0
     progress: bool = True
     figures: bool = True
+    spread_ddof: int = 1
+    val_columns: str = "evaluated"  # tables.val_columns (gcnn_spin.analysis.sections.metrics.VAL_COLUMNS)
+    deep: bool = False  # hash every prediction part (artifacts.checked), not only markers and sizes
 
     def survey_store(self) -> Path | None:
         """``store``, else the dataset's survey store when it exists."""
@@ -99,6 +104,28 @@ class Outcome:
     exit_code: int
 
 
+#: The spreads over seeds ``collect`` can show (``tables.spread_ddof``), as the report names them.
+SPREADS = {1: "sample standard deviations over seeds (ddof 1)",
+           0: "standard deviations over seeds with ddof 0 (the study's np.std: sqrt((n-1)/n) times the sample one)"}
+
+
+def spread_note(ddof: int) -> str:
+    """The report's sentence on what every ± is."""
+    return f"Spreads (±) are {SPREADS[ddof]}."
+
+
+def table_settings(cfg) -> dict:
+    """The :class:`Settings` fields an experiment config's ``[tables]`` sets, checked."""
+    tables = cfg.tables
+    if tables.spread_ddof not in SPREADS:
+        raise ConfigError(f"tables.spread_ddof={tables.spread_ddof}: must be one of {sorted(SPREADS)}",
+                          key="tables.spread_ddof")
+    if tables.val_columns not in VAL_COLUMNS:
+        raise ConfigError(f"tables.val_columns={tables.val_columns!r}: must be one of {', '.join(VAL_COLUMNS)}",
+                          key="tables.val_columns")
+    return {"spread_ddof": tables.spread_ddof, "val_columns": tables.val_columns}
+
+
 def prune_stale(out: Output, tables: Sequence[Table], figures: Sequence[Figure]) -> list[Path]:
     """Remove tables and figures an earlier collect wrote that this one did not (so the folders match the report)."""
     kept = {Path(f.path).resolve() for f in figures}
@@ -111,16 +138,24 @@ def prune_stale(out: Output, tables: Sequence[Table], figures: Sequence[Figure])
     return stale
 
 
+def completeness_of(settings: Settings) -> tuple[Path | None, Completeness]:
+    """The survey store and what :func:`collect` would find complete; no runs at all is an error."""
+    store = settings.survey_store()
+    completeness = check_completeness(settings.runs, settings.predictions, store, settings.n_parts, settings.logs,
+                                      deep=settings.deep)
+    if not completeness.runs:
+        raise FileNotFoundError(f"no runs under {settings.runs} (looked for {settings.runs}/<run>/seed<k>)")
+    return store, completeness
+
+
 def collect(settings: Settings) -> Outcome:
     """Write every section's tables and figures and ``report.md``; the exit code follows the completeness policy."""
-    store = settings.survey_store()
-    completeness = check_completeness(settings.runs, settings.predictions, store, settings.n_parts, settings.logs)
-    if not completeness.runs:
-        raise FileNotFoundError(f"no runs under {settings.runs} (looked for {settings.runs}/<model>/seed<k>)")
-    out = Output(Path(settings.out), settings.allow_partial, settings.figures)
+    store, completeness = completeness_of(settings)
+    out = Output(Path(settings.out), settings.allow_partial, settings.figures, settings.spread_ddof,
+                 settings.val_columns)
     runs = completeness.complete_runs()
     run_incomplete = group_issues(completeness.issues, ("run",))
-    per_run = per_run_metrics(runs)
+    per_run = per_run_metrics(runs, settings.val_columns)
     metrics = metrics_section(out, runs, run_incomplete, per_run)
     reflection = reflection_section(out, runs, run_incomplete)
     recovery = recovery_section(out, runs, run_incomplete, settings.draws, settings.resample_seed)
@@ -139,7 +174,7 @@ def collect(settings: Settings) -> Outcome:
     sections = [written[-1].section, *(w.section for w in written[:-1])]  # completeness first in the report
     mode = "--allow-partial" if settings.allow_partial else "strict"
     preamble = (f"Runs: `{settings.runs}`; predictions: `{settings.predictions}`; survey store: `{store}`; "
-                f"completeness mode: {mode}. Spreads are sample standard deviations over seeds. {DEVIATIONS_NOTE}")
+                f"completeness mode: {mode}. {spread_note(settings.spread_ddof)} {DEVIATIONS_NOTE}")
     report = write_report(sections, out.root, "gcnn_spin results", preamble)
     items = [item for w in written for item in w.section.items]
     tables = [t for t in items if isinstance(t, Table)]
@@ -152,9 +187,9 @@ def collect(settings: Settings) -> Outcome:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python analysis/collect.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", default="runs", help="runs root holding {model}/seed{k} (default: runs)")
+    parser.add_argument("--runs", default="runs", help="runs root holding {run}/seed{k} (default: runs)")
     parser.add_argument("--predictions", default="predictions",
-                        help="survey predictions root holding {model}/seed{k}/part-*.parquet (default: predictions)")
+                        help="survey predictions root holding {run}/seed{k}/part-*.parquet (default: predictions)")
     parser.add_argument("--store", default=None, help="survey store, for the expected number of parts "
                                                       "(default: DATA/stores/survey.zarr when --data has one)")
     parser.add_argument("--data", default=None, help="dataset folder (stores' rows; validation's labelled set)")
@@ -170,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--draws", type=int, default=N_DRAWS,
                         help=f"CVS recovery draws per level (default: {N_DRAWS})")
     parser.add_argument("--no-figures", dest="figures", action="store_false", help="tables and report only")
+    cli.add_config(parser.add_argument_group("summaries (settings: the config's [tables]: spread_ddof, val_columns)"))
+    cli.add_deep(parser)
     cli.add_dry_run(parser, "list the runs, prediction sets and what is incomplete; write nothing")
     cli.add_quiet(parser, "warnings and errors only (no progress bars)")
     cli.add_debug(parser)
@@ -185,15 +222,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     store=Path(args.store) if args.store else None, data=Path(args.data) if args.data else None,
                     truth=Path(args.truth) if args.truth else None, allow_partial=args.allow_partial,
                     n_parts=args.n_parts, logs=tuple(Path(p) for p in args.logs) if args.logs is not None else None,
-                    draws=args.draws, progress=not args.quiet, figures=args.figures)
+                    draws=args.draws, progress=not args.quiet, figures=args.figures, deep=args.deep,
+                    **table_settings(load_experiment(args.config, args.overrides)))
 
 
 def dry_run(settings: Settings) -> int:
     """Print what :func:`collect` would read and what is incomplete, without writing anything."""
-    store = settings.survey_store()
-    found = check_completeness(settings.runs, settings.predictions, store, settings.n_parts, settings.logs)
-    if not found.runs:
-        raise FileNotFoundError(f"no runs under {settings.runs} (looked for {settings.runs}/<model>/seed<k>)")
+    _, found = completeness_of(settings)
     print(f"{len(found.complete_runs())} of {len(found.runs)} runs complete under {settings.runs}; "
           f"{len(found.predictions)} prediction sets, {found.n_parts} parts each expected (from "
           f"{found.parts_source}); would write {settings.out}")
@@ -201,6 +236,7 @@ def dry_run(settings: Settings) -> int:
         print(f"  incomplete: {issue.describe()}")
     for note in found.notes:
         print(f"  note: {note}")
+    print(checked(settings.deep), file=sys.stderr)
     return 0
 
 
@@ -220,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if not args.quiet:
         print(f"{outcome.report}: {len(outcome.tables)} tables, {len(outcome.figures)} figures")
+    print(f"prediction parts {checked(settings.deep)}", file=sys.stderr)
     for note in outcome.completeness.notes:
         print(f"note: {note}", file=sys.stderr)
     if outcome.issues:

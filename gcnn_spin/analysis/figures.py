@@ -40,8 +40,8 @@ def _colours(labels: Sequence[str]) -> dict[str, tuple]:
     return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
 
 
-def training_curves(histories: Mapping[str, Sequence[pd.DataFrame]], path: str | Path) -> Path:
-    """Loss and accuracy per epoch, train and val, mean line and ±1 std band over each model's seeds."""
+def training_curves(histories: Mapping[str, Sequence[pd.DataFrame]], path: str | Path, ddof: int = 1) -> Path:
+    """Loss and accuracy per epoch, train and val, mean line and ±1 std (``ddof``) band over each model's seeds."""
     fig, axes = _subplots(2, 2, figsize=(12, 8), sharex=True)
     colours = _colours(list(histories))
     panels = [("train_loss", "train loss"), ("val_loss", "val loss"), ("train_accuracy", "train accuracy"),
@@ -49,7 +49,7 @@ def training_curves(histories: Mapping[str, Sequence[pd.DataFrame]], path: str |
     for ax, (key, title) in zip(axes.flat, panels):
         for label, frames in histories.items():
             table = pd.concat([f[["epoch", key]] for f in frames]).groupby("epoch")[key]
-            mean, std = table.mean(), table.std(ddof=1).fillna(0.0)
+            mean, std = table.mean(), table.std(ddof=ddof).fillna(0.0)
             ax.plot(mean.index, mean.to_numpy(), color=colours[label], label=f"{label} ({len(frames)})")
             ax.fill_between(mean.index, (mean - std).to_numpy(), (mean + std).to_numpy(), color=colours[label],
                             alpha=0.2, linewidth=0)

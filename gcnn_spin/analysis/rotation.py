@@ -16,6 +16,7 @@ layer sits (``gcnn_spin.models.mc``): the same samples as 10 whole passes, 5-20x
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Callable
@@ -133,7 +134,7 @@ def rotation_table(module: torch.nn.Module, store, rows: np.ndarray, angles_deg:
     if not bool(store.attrs.get("margin", True)) or int(store.attrs.get("margin_size", 0)) <= store.image_size:
         raise ValueError(f"{getattr(store, 'path', store)} holds no margin images: the rotation study needs a "
                          f"labelled store built with margins (test.zarr), not a survey store")
-    rotate = rotate or default_rotate()
+    rotate = rotate or functools.partial(default_rotate(), field=str(store.attrs.get("field", "inscribed")))
     crop = crop_for(module, store)  # the crop the model was trained at
     device = torch.device(device)
     module = module.to(device)

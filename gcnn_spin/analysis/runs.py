@@ -1,15 +1,11 @@
-"""Find training runs and survey prediction parts, and say which are incomplete and why.
+"""Find survey prediction parts beside the training runs (:mod:`gcnn_spin.run`), and say which are incomplete and
+why.
 
-A run ``RUNS/{model}/seed{k}/`` is complete when its marker ``seed{k}.done`` exists and ``metrics.json``,
-``history.csv`` and ``test_predictions.parquet`` are in place; its model and seed are the ones its marker records.
-A prediction set ``PRED/{model}/seed{k}/`` is complete when every expected ``part-{i:05d}.parquet`` exists with
+A prediction set ``PRED/{run}/seed{k}/`` (``{run}``: the run's name) is complete when every expected ``part-{i:05d}.parquet`` exists with
 its ``.done`` marker and every part was made from the run as it is now (the run identity in the part's marker
 matches the run's marker: a run retrained in place makes its old parts stale). The expected number of parts
 comes from the inference plan ``PRED/plan.json`` (recorded when inference runs or is submitted), else from the
 survey store when it is given, else from the largest part index seen (which cannot see parts missing at the end).
-
-Runs trained without rotation (``experiment.train.rotate = false`` in ``config.json``) are labelled
-``{model}_nr`` in every table, whatever their directory is called.
 """
 
 from __future__ import annotations
@@ -20,60 +16,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from .. import layout
-from ..config import GridConfig
 from ..errors import UserError
 from ..artifacts import Verdict, verdict
-from ..io import marker_path, read_marker
+from ..io import read_marker
+from ..run import Run, discover_runs
 from ..ranges import format_ranges
-
-NR_SUFFIX = "_nr"
-RUN_FILES = layout.RUN_RESULTS
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """One training run. ``label`` is the name used in tables (``{dir_name}_nr`` when trained without rotation)."""
-
-    label: str
-    dir_name: str
-    seed: int
-    path: Path
-    rotate: bool
-    problem: str = ""  # why the run is incomplete; empty when complete
-    marker: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # its completion marker
-
-    @property
-    def complete(self) -> bool:
-        return not self.problem
-
-    @property
-    def identity(self) -> dict:
-        """:func:`gcnn_spin.layout.run_identity`: what outputs made from this run record (as ``FinishedRun`` does)."""
-        return layout.run_identity(self.marker)
-
-    @property
-    def flips(self) -> bool:
-        """Runs of a model registered with reflections (any name containing "flip")."""
-        return "flip" in self.dir_name.lower()
-
-    def metrics(self) -> dict[str, Any]:
-        return json.loads((self.path / layout.RUN_METRICS).read_text())
-
-    def history(self) -> pd.DataFrame:
-        return pd.read_csv(self.path / layout.RUN_HISTORY)
-
-    def test_predictions(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / layout.RUN_TEST_PREDICTIONS)
-
 
 @dataclasses.dataclass(frozen=True)
 class PredictionSet:
-    """Survey predictions of one run: ``PRED/{dir_name}/seed{k}/part-*.parquet``."""
+    """Survey predictions of one run: ``PRED/{name}/seed{k}/part-*.parquet`` (``name``: the run's name)."""
 
-    dir_name: str
+    name: str
     seed: int
     path: Path
     done: dict[int, Path]  # part index -> parquet with a marker
@@ -103,99 +57,8 @@ class Issue:
         return dataclasses.asdict(self)
 
 
-def _read_rotate(run_dir: Path) -> tuple[bool, str]:
-    """``(experiment.train.rotate, problem)`` from the run's config.json; rotate is True when not recorded.
-
-    An unreadable config is a problem: it alone says whether the run belongs in the ``_nr`` table.
-    """
-    path = run_dir / layout.RUN_CONFIG
-    if not path.exists():
-        return True, ""
-    try:
-        return bool(json.loads(path.read_text()).get("experiment", {}).get("train", {}).get("rotate", True)), ""
-    except (OSError, ValueError, AttributeError) as err:
-        return True, f"config.json unreadable ({type(err).__name__}: {err})"
-
-
-def _metrics_problems(path: Path) -> list[str]:
-    """Why ``metrics.json`` cannot feed the tables (unreadable, or without val/test loss and accuracy)."""
-    try:
-        metrics = json.loads(path.read_text())
-        for split in ("val", "test"):
-            float(metrics[split]["loss"]), float(metrics[split]["accuracy"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return [f"{path.name} unreadable or incomplete ({type(err).__name__}: {err})"]
-    return []
-
-
-def run_label(dir_name: str, rotate: bool) -> str:
-    """Table name of a run: the directory name, with ``_nr`` added when it was trained without rotation."""
-    return dir_name if rotate or dir_name.endswith(NR_SUFFIX) else dir_name + NR_SUFFIX
-
-
-def is_nr(label: str) -> bool:
-    return label.endswith(NR_SUFFIX)
-
-
-def _identify(candidate: Path) -> tuple[str, int, dict, str]:
-    """``(model, seed, marker, problem)`` of a run folder: from its marker; from the folder names only without
-    one. The marker's model and seed are checked before they name anything."""
-    model, seed = candidate.parent.name, layout.seed_of(candidate.name)
-    if not marker_path(candidate).exists():
-        return model, seed, {}, ""
-    try:
-        marker = read_marker(candidate) or {}
-        return (layout.check_name(marker["model"], "the marker's model"),
-                layout.check_seed(marker["seed"], "the marker's seed"), marker, "")
-    except (OSError, ValueError, KeyError, TypeError, UserError) as err:
-        return model, seed, {}, (f"marker {marker_path(candidate).name} unreadable or without model and seed "
-                                 f"({type(err).__name__}: {err})")
-
-
-def discover_runs(runs_root: str | Path) -> list[Run]:
-    """Every ``{model}/seed{k}`` under ``runs_root`` (with or without marker), sorted by model order and seed."""
-    root = Path(runs_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"runs folder {root} does not exist")
-    runs = []
-    for run_dir in layout.run_candidates(root):
-        dir_name, seed, marker, marker_problem = _identify(run_dir)
-        problems = [marker_problem] if marker_problem else []
-        if not run_dir.is_dir():
-            problems.append(f"marker {marker_path(run_dir).name} but no run folder")
-        else:
-            if not marker_path(run_dir).exists():
-                problems.append(f"no completion marker {marker_path(run_dir).name} (training unfinished or failed)")
-            missing = [f for f in RUN_FILES if not (run_dir / f).exists()]
-            if missing and not problems:
-                problems.append(f"marker present but {', '.join(missing)} missing")
-            if not problems:
-                problems += _metrics_problems(run_dir / layout.RUN_METRICS)
-        rotate, config_problem = _read_rotate(run_dir) if run_dir.is_dir() else (True, "")
-        problems += [config_problem] if config_problem else []
-        runs.append(Run(run_label(dir_name, rotate), dir_name, seed, run_dir, rotate, "; ".join(problems), marker))
-    labels = {}
-    for run in runs:
-        other = labels.setdefault((run.label, run.seed), run)
-        if other is not run:
-            raise UserError(f"two runs share the table name {run.label} seed{run.seed}: {other.path} and {run.path}")
-    order = {label: i for i, label in enumerate(model_order({r.label for r in runs}))}
-    return sorted(runs, key=lambda r: (order[r.label], r.seed))
-
-
-def model_order(labels: Iterable[str]) -> list[str]:
-    """The study's model order (the default grid), each ``_nr`` label after its model; unknown names last, sorted."""
-    grid = list(GridConfig().models)
-
-    def key(label: str):
-        base = label.removesuffix(NR_SUFFIX)
-        return (grid.index(base) if base in grid else len(grid), base, is_nr(label))
-
-    return sorted(set(labels), key=key)
-
-
 def discover_predictions(pred_root: str | Path) -> list[PredictionSet]:
-    """Every ``{model}/seed{k}/`` prediction folder under ``pred_root`` with its finished and unmarked parts."""
+    """Every ``{run}/seed{k}/`` prediction folder under ``pred_root`` with its finished and unmarked parts."""
     root = Path(pred_root)
     if not root.is_dir():
         raise FileNotFoundError(f"predictions folder {root} does not exist")
@@ -220,11 +83,12 @@ def discover_predictions(pred_root: str | Path) -> list[PredictionSet]:
     return sets
 
 
-def part_problems(predictions: PredictionSet, run: Run, sources: list[str]) -> dict[int, Verdict]:
+def part_problems(predictions: PredictionSet, run: Run, sources: list[str], deep: bool = False) -> dict[int, Verdict]:
     """The finished parts that are not done, with the artifact verdict the inference stage gives them: stale
     (made from another training of the run, or from other shards or rows) or damaged (bytes changed since
     written). Judged by :func:`gcnn_spin.cluster.infer.part_identity` where ``sources`` says what each part
-    reads (:func:`expected_sources`); otherwise by the run identity the part's marker records."""
+    reads (:func:`expected_sources`); otherwise by the run identity the part's marker records. ``deep``: hash
+    every part (:func:`gcnn_spin.artifacts.checked`)."""
     from ..cluster.infer import part_identity
 
     if not run.marker:  # unfinished: the run itself is the issue
@@ -232,11 +96,11 @@ def part_problems(predictions: PredictionSet, run: Run, sources: list[str]) -> d
     found = {}
     for i, part in predictions.done.items():
         if i < len(sources):
-            found[i] = verdict(part, part_identity(sources[i], run))
+            found[i] = verdict(part, part_identity(sources[i], run), deep=deep)
         else:
             made_from = predictions.run_identities.get(i)
             found[i] = (Verdict("stale", "made from an earlier training of this run (retrained since)")
-                        if made_from is not None and made_from != run.identity else verdict(part))
+                        if made_from is not None and made_from != run.identity else verdict(part, deep=deep))
     return {i: v for i, v in sorted(found.items()) if not v.done}
 
 
@@ -342,7 +206,7 @@ class Completeness:
     issues: list[Issue]
     n_parts: int
     parts_source: str
-    labels_of_predictions: dict[tuple[str, int], str]  # (dir_name, seed) -> table label
+    labels_of_predictions: dict[tuple[str, int], str]  # (run name, seed) -> table label
     notes: list[str] = dataclasses.field(default_factory=list)
     part_sources: list[str] = dataclasses.field(default_factory=list)  # what each planned part must have read
 
@@ -351,15 +215,15 @@ class Completeness:
 
     def complete_prediction_sets(self) -> list[tuple[str, PredictionSet]]:
         bad = {(i.model, i.seed) for i in self.issues if i.kind in ("predictions", "run")}
-        return [(self.labels_of_predictions[(s.dir_name, s.seed)], s) for s in self.predictions
-                if (self.labels_of_predictions[(s.dir_name, s.seed)], s.seed) not in bad]
+        return [(self.labels_of_predictions[(s.name, s.seed)], s) for s in self.predictions
+                if (self.labels_of_predictions[(s.name, s.seed)], s.seed) not in bad]
 
     def incomplete(self, kinds: tuple[str, ...]) -> dict[str, list[str]]:
         return group_issues(self.issues, kinds)
 
     def survey_incomplete(self) -> dict[str, list[str]]:
         """Members missing from survey tables: prediction issues, and incomplete runs that have predictions."""
-        with_predictions = {self.labels_of_predictions[(s.dir_name, s.seed)] for s in self.predictions}
+        with_predictions = {self.labels_of_predictions[(s.name, s.seed)] for s in self.predictions}
         out = self.incomplete(("predictions",))
         for label, items in self.incomplete(("run",)).items():
             if label in with_predictions:
@@ -374,14 +238,13 @@ def mixed_members(runs: Iterable[Run]) -> list[str]:
     for run in runs:
         if not run.complete:
             continue
-        marker = read_marker(run.path) or {}
         try:
-            experiment = json.loads((run.path / layout.RUN_CONFIG).read_text()).get("experiment", {})
+            experiment = run.config().get("experiment", {})
         except (OSError, ValueError, AttributeError):
             experiment = {}
         experiment = {k: v for k, v in experiment.items() if k != "grid"}  # the grid lists seeds, not settings
-        groups.setdefault(run.label, []).append((run.seed, marker.get("epochs"), json.dumps(experiment,
-                                                                                             sort_keys=True)))
+        groups.setdefault(run.label, []).append((run.seed, run.marker.get("epochs"), json.dumps(experiment,
+                                                                                                 sort_keys=True)))
     notes = []
     for label, members in groups.items():
         if len({epochs for _, epochs, _ in members}) > 1:
@@ -426,18 +289,19 @@ def expected_sources(plan: dict[str, Any] | None, store: str | Path | None) -> l
 
 def check_completeness(runs_root: str | Path, pred_root: str | Path | None = None, store: str | Path | None = None,
                        n_parts: int | None = None, log_folders: Iterable[str | Path] | None = None,
-                       max_named_parts: int = 20) -> Completeness:
+                       max_named_parts: int = 20, deep: bool = False) -> Completeness:
     """Discover runs and predictions under the roots and list every incomplete run, part and failed task.
 
     Missing parts are named one by one (with their array task's log when a submission record says where it
     is) up to ``max_named_parts`` per prediction set; beyond that they are reported as ranges. Logs are looked
     up in the ``submission.json`` of ``log_folders`` (default: :func:`default_log_folders` of both roots).
+    Parts are judged as ``status`` and ``--dry-run`` judge them, ``deep`` or not (:func:`artifacts.checked`).
     """
     runs = discover_runs(runs_root)
     logs = submission_logs(default_log_folders(runs_root, pred_root) if log_folders is None else log_folders)
-    issues = [Issue("run", r.label, r.seed, r.problem, log=logs.find(r.path, [f"{r.dir_name}/seed{r.seed}"]))
+    issues = [Issue("run", r.label, r.seed, r.problem, log=logs.find(r.path, [f"{r.name}/seed{r.seed}"]))
               for r in runs if not r.complete]
-    by_dir = {(r.dir_name, r.seed): r for r in runs}
+    by_dir = {(r.name, r.seed): r for r in runs}
     sets = discover_predictions(pred_root) if pred_root is not None and Path(pred_root).is_dir() else []
     plan = read_part_plan(pred_root)
     total, source = (0, "no predictions")
@@ -446,13 +310,13 @@ def check_completeness(runs_root: str | Path, pred_root: str | Path | None = Non
     sources = expected_sources(plan, store)
     labels = {}
     for s in sets:
-        run = by_dir.get((s.dir_name, s.seed))
-        label = run.label if run is not None else s.dir_name
-        labels[(s.dir_name, s.seed)] = label
+        run = by_dir.get((s.name, s.seed))
+        label = run.label if run is not None else s.name
+        labels[(s.name, s.seed)] = label
         if run is None:
             issues.append(Issue("predictions", label, s.seed,
-                                f"predictions at {s.path} but no run {s.dir_name}/seed{s.seed}"))
-        problems = part_problems(s, run, sources) if run is not None else {}
+                                f"predictions at {s.path} but no run {s.name}/seed{s.seed}"))
+        problems = part_problems(s, run, sources, deep) if run is not None else {}
         for i, found in list(problems.items())[:max_named_parts]:
             issues.append(Issue("predictions", label, s.seed, f"{found}: rerun inference to redo it", part=i))
         if len(problems) > max_named_parts:
@@ -468,16 +332,16 @@ def check_completeness(runs_root: str | Path, pred_root: str | Path | None = Non
             what = ("part file written but no marker (task died before finishing)" if i in s.unmarked
                     else "part missing (array task failed or not run)")
             part = s.path / f"part-{i:05d}.parquet"
-            log = logs.find(part, [f"part-{i:05d}", str(i), f"{s.dir_name}/seed{s.seed}/part-{i:05d}"])
+            log = logs.find(part, [f"part-{i:05d}", str(i), f"{s.name}/seed{s.seed}/part-{i:05d}"])
             issues.append(Issue("predictions", label, s.seed, what, part=i, log=log))
         if len(missing) > max_named_parts:
             rest = missing[max_named_parts:]
             issues.append(Issue("predictions", label, s.seed, f"{len(rest)} more parts missing: {format_ranges(rest)}"))
-    # A finished run of a model whose other seeds have predictions, but which has none itself.
-    dirs_with_predictions = {s.dir_name for s in sets}
-    have = {(s.dir_name, s.seed) for s in sets}
+    # A finished run whose other seeds have predictions, but which has none itself.
+    names_with_predictions = {s.name for s in sets}
+    have = {(s.name, s.seed) for s in sets}
     for r in runs:
-        if r.complete and r.dir_name in dirs_with_predictions and (r.dir_name, r.seed) not in have:
+        if r.complete and r.name in names_with_predictions and (r.name, r.seed) not in have:
             issues.append(Issue("predictions", r.label, r.seed, "no survey predictions for this finished run"))
-            labels[(r.dir_name, r.seed)] = r.label
+            labels[(r.name, r.seed)] = r.label
     return Completeness(runs, sets, issues, total, source, labels, mixed_members(runs), sources)

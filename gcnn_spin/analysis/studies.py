@@ -1,7 +1,7 @@
 """Per-(model, seed) study tasks with the shape of every array stage: plan, run task *i*, skip done, marker last.
 
-Outputs: ``RESULTS/studies/{study}/{model}/seed{k}.parquet`` and its ``.done`` marker (``model`` is the table
-label, ``_nr`` included). A task is skipped when its marker was written for the same inputs and settings.
+Outputs: ``RESULTS/studies/{study}/{label}/seed{k}.parquet`` and its ``.done`` marker (``label``: the run's table
+label, ``_nr`` included, so a model's rotated and ``_nr`` runs keep their outputs apart). A task is skipped when its marker was written for the same inputs and settings.
 
     python -m gcnn_spin.analysis.studies submit --runs runs --data data --out results --cluster a100   # both
     python analysis/rotation_study.py --runs runs --data data --out results --dry-run
@@ -20,20 +20,22 @@ from typing import Any
 
 import pandas as pd
 
+from ..run import Run, discover_runs
 from .. import cli, layout
-from ..cluster import arrays, stage
+from ..cluster import arrays, make, stage
+from ..cluster.make import Flag
 from ..errors import UserError
 from ..artifacts import Verdict, is_done, verdict
 from ..io import config_hash, file_digest, read_marker, write_marker, write_parquet_atomic
 from . import recovery, rotation
-from .runs import Issue, Run, discover_runs
+from .runs import Issue
 
 log = logging.getLogger("gcnn_spin.analysis.studies")
 STUDIES = ("rotation", "recovery")
 
 
 def study_path(results: str | Path, study: str, model: str, seed: int) -> Path:
-    """``RESULTS/studies/{study}/{model}/seed{k}.parquet`` (see :mod:`gcnn_spin.layout`)."""
+    """``RESULTS/studies/{study}/{label}/seed{k}.parquet`` (see :mod:`gcnn_spin.layout`)."""
     return layout.study_path(results, study, model, seed)
 
 
@@ -41,13 +43,13 @@ def plan_tasks(runs_root: str | Path, models: Sequence[str] | None = None,
                seeds: Sequence[int] | None = None) -> list[Run]:
     """The complete runs a study covers, in a fixed order."""
     return [r for r in discover_runs(runs_root) if r.complete and (not models or r.label in models or
-                                                                   r.dir_name in models)
+                                                                   r.name in models)
             and (seeds is None or r.seed in seeds)]
 
 
 def _write(table: pd.DataFrame, out: Path, identity: dict[str, Any], run: Run) -> Path:
     write_parquet_atomic(table, out)
-    write_marker(out, identity, model=run.label, seed=run.seed, n_rows=len(table), run_identity=run.identity)
+    write_marker(out, identity, model=run.label, run=run.name, seed=run.seed, n_rows=len(table), run_identity=run.identity)
     return out
 
 
@@ -128,9 +130,9 @@ def load_study(results: str | Path, study: str, runs: Sequence[Run]) -> tuple[di
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", nargs="+", choices=STUDIES, default=list(STUDIES),
                         help="which studies (default: both)")
-    parser.add_argument("--runs", default="runs", help="runs root holding {model}/seed{k} (default: runs)")
+    parser.add_argument("--runs", default="runs", help="runs root holding {run}/seed{k} (default: runs)")
     parser.add_argument("--out", default="results", help="results folder (default: results)")
-    parser.add_argument("--models", nargs="*", default=None, help="only these models (default: every finished run)")
+    parser.add_argument("--models", nargs="*", default=None, help="only these runs, by name or table label (default: every finished run)")
     parser.add_argument("--seeds", nargs="*", type=int, default=None, help="only these seeds")
     rot = parser.add_argument_group("rotation study (settings: the config's [rotation_study])")
     cli.add_config(rot)
@@ -174,10 +176,10 @@ def rotation_settings(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
 
 
 def study_tasks(args: argparse.Namespace) -> list[arrays.Task]:
-    """One task per (study, complete run): ``RESULTS/studies/{study}/{model}/seed{k}.parquet``."""
+    """One task per (study, complete run): ``RESULTS/studies/{study}/{label}/seed{k}.parquet``."""
     runs = plan_tasks(args.runs, args.models, args.seeds)
     if not runs:
-        raise FileNotFoundError(f"no finished runs under {args.runs} (looked for {args.runs}/<model>/seed<k>.done)")
+        raise FileNotFoundError(f"no finished runs under {args.runs} (looked for {args.runs}/<run>/seed<k>.done)")
     results = Path(args.out).resolve()
     tasks = []
     if "rotation" in args.study:
@@ -206,7 +208,11 @@ def study_tasks(args: argparse.Namespace) -> list[arrays.Task]:
 
 
 STAGE = stage.Stage(name="studies", noun="study", description=f"{rotation.__doc__}\n{recovery.__doc__}\n{__doc__}",
-                    add_arguments=_add_arguments, tasks=study_tasks)
+                    add_arguments=_add_arguments, tasks=study_tasks,
+                    make=(Flag("--study", "{STUDIES}", words=True), Flag("--runs", "{RUNS}"), Flag("--data", "{DATA}"),
+                          Flag("--out", "{RESULTS}"), make.LOGS, *make.SUBSET),
+                    make_help="rotation and recovery studies (STUDIES=...) of every finished run, one task per "
+                              "(study, run)")
 
 
 def main(argv: Sequence[str] | None = None, study: str | None = None) -> int:

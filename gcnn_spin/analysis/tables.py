@@ -1,6 +1,7 @@
 """Per-model summaries over seeds (mean ± std) and the CSV + Markdown files every table is written as.
 
-Spread: the sample standard deviation over seeds (``ddof=1``); it is left empty for a single seed.
+Spread: the standard deviation over seeds with ``ddof`` delta degrees of freedom (``tables.spread_ddof``: 1, the
+sample standard deviation, by default; 0 is the study's ``np.std``); it is left empty for a single seed.
 
 Every aggregated cell carries the number of members it really averaged (``{key}_n``): a member whose value is
 missing (NaN) is left out of that cell's mean, and the cell then says so (``0.62 ± 0.01 (n=4 of 5)``) and the
@@ -22,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..run import model_order
 from ..io import atomic_path, write_text_atomic
-from .runs import model_order
 
 COMPLETE, PARTIAL, LEFT_OUT = "complete", "partial", "partial, left out"
 
@@ -57,13 +58,14 @@ class Table:
         return [out / f"{self.stem}.csv", out / f"{self.stem}.md"]
 
 
-def mean_std(values: Sequence[float] | np.ndarray) -> tuple[float, float, int]:
-    """``(mean, sample std, n)`` of the finite values; std is NaN for fewer than two values."""
+def mean_std(values: Sequence[float] | np.ndarray, ddof: int = 1) -> tuple[float, float, int]:
+    """``(mean, std, n)`` of the finite values, std with ``ddof`` (1: sample std); std is NaN for fewer than two
+    values (a spread of one seed is unknown under either ddof)."""
     x = np.asarray(values, dtype=np.float64)
     x = x[np.isfinite(x)]
     if x.size == 0:
         return math.nan, math.nan, 0
-    return float(x.mean()), (float(x.std(ddof=1)) if x.size > 1 else math.nan), int(x.size)
+    return float(x.mean()), (float(x.std(ddof=ddof)) if x.size > 1 else math.nan), int(x.size)
 
 
 def fmt_n(n: int, n_expected: int) -> str:
@@ -72,10 +74,10 @@ def fmt_n(n: int, n_expected: int) -> str:
 
 
 def mean_std_cell(values: Sequence[float] | np.ndarray, digits: int = 4, scale: float = 1.0,
-                  n_expected: int | None = None) -> str:
+                  n_expected: int | None = None, ddof: int = 1) -> str:
     """``"0.62 ± 0.01"`` over the finite ``values``, marked ``" (n=4 of 5)"`` when fewer than ``n_expected``
     (default: ``len(values)``) were averaged: some were NaN, or some members gave no value at all."""
-    mean, std, n = mean_std(values)
+    mean, std, n = mean_std(values, ddof)
     return fmt_pm(mean, std, digits, scale) + fmt_n(n, len(values) if n_expected is None else n_expected)
 
 
@@ -88,13 +90,13 @@ def fmt_pm(mean: float, std: float, digits: int = 4, scale: float = 1.0) -> str:
 
 
 def summarise(per_run: pd.DataFrame, columns: Sequence[Column], incomplete: Mapping[str, Sequence[str]] | None = None,
-              allow_partial: bool = False, labels: Sequence[str] | None = None) -> pd.DataFrame:
+              allow_partial: bool = False, labels: Sequence[str] | None = None, ddof: int = 1) -> pd.DataFrame:
     """One row per model: ``n_seeds``, ``seeds``, ``{key}_mean``, ``{key}_std``, ``{key}_n`` (members averaged),
     ``status``, ``missing`` and ``no_value`` (``"{header}: seeds 1, 4"`` for cells averaged over fewer).
 
     ``per_run`` holds complete members only (columns ``model``, ``seed`` and the keys); ``incomplete`` maps a
     model to descriptions of its incomplete members. ``labels`` restricts and orders the rows (default: every
-    model in either, in the study's order).
+    model in either, in the study's order). ``ddof``: of the std (see the module doc).
     """
     incomplete = dict(incomplete or {})
     present = set(per_run["model"]) if len(per_run) else set()
@@ -109,7 +111,7 @@ def summarise(per_run: pd.DataFrame, columns: Sequence[Column], incomplete: Mapp
         no_value = []
         for col in columns:
             averaged = len(members) and status != PARTIAL
-            mean, std, n = mean_std(members[col.key]) if averaged else (math.nan, math.nan, 0)
+            mean, std, n = mean_std(members[col.key], ddof) if averaged else (math.nan, math.nan, 0)
             row[f"{col.key}_mean"], row[f"{col.key}_std"], row[f"{col.key}_n"] = mean, std, n
             if averaged and n < len(members):
                 seeds = members.loc[~np.isfinite(members[col.key].to_numpy(dtype=np.float64)), "seed"]
@@ -149,9 +151,9 @@ def summary_markdown(summary: pd.DataFrame, columns: Sequence[Column]) -> str:
 
 def summary_table(stem: str, title: str, caption: str, per_run: pd.DataFrame, columns: Sequence[Column],
                   incomplete: Mapping[str, Sequence[str]] | None = None, allow_partial: bool = False,
-                  labels: Sequence[str] | None = None) -> Table:
+                  labels: Sequence[str] | None = None, ddof: int = 1) -> Table:
     """:func:`summarise` + :func:`summary_markdown` as a :class:`Table`."""
-    summary = summarise(per_run, columns, incomplete, allow_partial, labels)
+    summary = summarise(per_run, columns, incomplete, allow_partial, labels, ddof)
     return Table(stem, title, caption, summary, summary_markdown(summary, columns))
 
 

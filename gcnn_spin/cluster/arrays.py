@@ -44,8 +44,10 @@ from submitit.core.utils import JobPaths
 from gcnn_spin import cli
 from gcnn_spin.cluster import slurm
 from gcnn_spin.config import ClusterProfile
-from gcnn_spin.artifacts import Artifact, Check, Verdict
+from gcnn_spin.errors import UserError
+from gcnn_spin.artifacts import Artifact, Check, Verdict, checked
 from gcnn_spin.io import marker_path, write_json_atomic
+from gcnn_spin.ranges import at_most, chunks
 
 SUBMISSION_FILE = "submission.json"
 STATES = ("done", "pending", "running", "failed", "stale", "damaged", "not_started", "unknown")
@@ -161,10 +163,11 @@ def check_tasks(tasks: Sequence[Task]) -> None:
             raise ValueError(f"tasks share a {what}: {dupes[:10]}{' ...' if len(dupes) > 10 else ''}")
 
 
-def plan(tasks: Sequence[Task]) -> list[PlannedTask]:
-    """The dry run: every task, its output and its verdict (done, or missing / stale / damaged and why)."""
+def plan(tasks: Sequence[Task], deep: bool = False) -> list[PlannedTask]:
+    """The dry run: every task, its output and its verdict (done, or missing / stale / damaged and why), judged
+    ``deep`` or not (:func:`gcnn_spin.artifacts.checked`)."""
     check_tasks(tasks)
-    return [PlannedTask(t.task_id, Path(t.output), t.verdict()) for t in tasks]
+    return [PlannedTask(t.task_id, Path(t.output), t.verdict(deep)) for t in tasks]
 
 
 def format_plan(planned: Sequence[PlannedTask]) -> str:
@@ -189,24 +192,6 @@ class Submission:
     @property
     def job_list(self) -> list[submitit.Job]:
         return list({id(j): j for j in self.jobs.values()}.values())
-
-
-def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
-    """Consecutive pieces of at most ``size`` items."""
-    if size < 1:
-        raise ValueError(f"chunk size must be >= 1, got {size}")
-    return [list(items[i:i + size]) for i in range(0, len(items), size)]
-
-
-def at_most(items: Sequence[Any], max_groups: int) -> list[list[Any]]:
-    """Consecutive groups of equal size (the last one shorter), at most ``max_groups`` of them.
-
-    The one grouping helper: shards into inference parts, shards into store-build tasks, tasks into the
-    elements of an sbatch array (``--task-id K`` runs group K).
-    """
-    if max_groups < 1:
-        raise ValueError(f"max_groups must be >= 1, got {max_groups}")
-    return chunks(items, -(-len(items) // max_groups)) if items else []
 
 
 def array_groups(tasks: Sequence[Task], max_array_size: int, key: Callable[[Task], Any] | None = None
@@ -234,14 +219,15 @@ def _now() -> str:
 
 
 def submit(tasks: Sequence[Task], executor: submitit.AutoExecutor, profile: ClusterProfile,
-           record: bool = True, command: Mapping[str, Any] | None = None) -> Submission:
-    """Submit the tasks that are not done; write/merge ``<log_dir>/submission.json`` when ``record``.
+           record: bool = True, command: Mapping[str, Any] | None = None, deep: bool = False) -> Submission:
+    """Submit the tasks that are not done (judged ``deep`` or not: :func:`gcnn_spin.artifacts.checked`);
+    write/merge ``<log_dir>/submission.json`` when ``record``.
 
     ``command``: the stage and command line that planned the tasks (:func:`gcnn_spin.cluster.stages.command`),
     recorded so that ``status`` from the log folder alone judges the tasks as the stage does.
     """
     check_tasks(tasks)
-    done = {t.task_id: t.done for t in tasks}
+    done = {t.task_id: t.verdict(deep).done for t in tasks}
     pending = [t for t in tasks if not done[t.task_id]]
     skipped = [t.task_id for t in tasks if done[t.task_id]]
     folder = Path(executor.folder)
@@ -349,15 +335,16 @@ def _local_job_running(job_id: str) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z" and b"submitit.local._local" in cmdline
 
 
-def status(log_dir: str | Path, tasks: Sequence[Task] | None = None) -> list[TaskStatus]:
+def status(log_dir: str | Path, tasks: Sequence[Task] | None = None, deep: bool = False) -> list[TaskStatus]:
     """Per-task state from the tasks' verdicts and ``submission.json`` in ``log_dir`` (all recorded tasks, judged
-    by marker and bytes alone, when ``tasks`` is not given; the CLI passes the stage's tasks when recorded)."""
+    by marker and bytes alone, when ``tasks`` is not given; the CLI passes the stage's tasks when recorded).
+    ``deep``: hash every output (:func:`gcnn_spin.artifacts.checked`)."""
     record = load_record(log_dir)
     entries: Mapping[str, Mapping[str, Any]] = record.get("tasks", {})
     if tasks is None:  # only the record: any marker whose output is intact (identities need the stage's tasks)
-        verdicts = {tid: Artifact(Path(e["output"])).verdict() for tid, e in entries.items()}
+        verdicts = {tid: Artifact(Path(e["output"])).verdict(deep) for tid, e in entries.items()}
     else:
-        verdicts = {t.task_id: t.verdict() for t in tasks}
+        verdicts = {t.task_id: t.verdict(deep) for t in tasks}
     backend = record.get("backend", "slurm")
     done = {tid: v.done for tid, v in verdicts.items()}
     # a task with its marker is done whatever the scheduler says: ask it only about the others
@@ -410,6 +397,13 @@ def format_status(report: Sequence[TaskStatus]) -> str:
     return "\n".join(lines)
 
 
+def print_status(report: Sequence[TaskStatus], as_json: bool, deep: bool) -> None:
+    """The status report as a table or as JSON; what was checked (:func:`artifacts.checked`) goes to stderr, so
+    stdout stays the report alone."""
+    print(json.dumps([dataclasses.asdict(s) for s in report], indent=2) if as_json else format_status(report))
+    print(checked(deep), file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gcnn_spin.cluster.arrays",
                                      description="Report the tasks of an array stage submitted from LOG_DIR.")
@@ -417,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_status = sub.add_parser("status", help="per task: done / pending / running / failed (with log) / not_started")
     p_status.add_argument("log_dir", type=Path, help="the stage's log folder (holds submission.json)")
     p_status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cli.add_deep(p_status)
     for documented in (parser, p_status):
         cli.add_debug(documented)
     args = parser.parse_args(argv)
@@ -427,14 +422,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .stages import recorded_tasks
 
             tasks = recorded_tasks(recorded)
-        report = status(args.log_dir, tasks)
-    except (FileNotFoundError, slurm.SlurmError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps([dataclasses.asdict(s) for s in report], indent=2))
-    else:
-        print(format_status(report))
+        report = status(args.log_dir, tasks, args.deep)
+    except (FileNotFoundError, slurm.SlurmError) as err:  # reported by errors.run_command, as one line
+        raise UserError(str(err)) from err
+    print_status(report, args.json, args.deep)
     return 1 if any(s.state == "failed" for s in report) else 0
 
 

@@ -26,7 +26,8 @@ import pandas as pd
 import zarr
 
 from gcnn_spin import cli, layout
-from gcnn_spin.cluster import arrays, stage
+from gcnn_spin.cluster import arrays, make, stage
+from gcnn_spin.cluster.make import Flag
 from gcnn_spin.config import load_experiment
 from gcnn_spin.data.images import CUTOUT_SIZE, JpegTree
 from gcnn_spin.data.store import (ON_BAD, build_store, clean_rows, plan_shards, rows_digest, shard_problem,
@@ -135,7 +136,11 @@ def build_all(args: argparse.Namespace, tasks: list[arrays.Task]) -> None:
 
 
 STAGE = stage.Stage(name="store", noun="store-build", description=__doc__, add_arguments=add_arguments,
-                    tasks=shard_tasks, run_all=build_all)
+                    tasks=shard_tasks, run_all=build_all,
+                    make=(Flag("--rows", "{ROWS}"), Flag("--split", "{SPLIT}", unless=("SPLIT", "survey")),
+                          Flag("--images", "{RAW}"), Flag("--out", "{DATA}/stores/{SPLIT}.zarr"), make.LOGS,
+                          Flag("--config", "{CONFIG}"), make.SETTINGS),
+                    make_help="build store SPLIT (train/val/test/survey) from RAW's images, one task per shard")
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m gcnn_spin.cluster.build_store") -> int:

@@ -5,7 +5,8 @@
     python -m gcnn_spin.cluster.infer --store data/stores/survey.zarr --runs runs --print-array   # -> 0-943
     python -m gcnn_spin.cluster.infer --store data/stores/survey.zarr --runs runs --out predictions --dry-run
 
-Task (run, part i) writes ``PRED/{model}/seed{k}/part-{i:05d}.parquet`` (dr8_id, ra, dec, p_cw, p_acw, p_other)
+Task (run, part i) writes ``PRED/{run}/seed{k}/part-{i:05d}.parquet`` (``{run}``: the run's name, its folder
+under RUNS, e.g. ``resnet18_nr`` for a run trained without rotation) (dr8_id, ra, dec, p_cw, p_acw, p_other)
 atomically, then its marker. A part's identity (:func:`part_identity`) is what it read (its rows, the SHA-256 of
 its shards and of the store's rows) and the run's identity (its config hash, which covers the stores it trained
 on, and its completion time), so a run retrained in place, or retrained on edited labels, has its parts redone. The part plan (store
@@ -27,8 +28,10 @@ from typing import Any
 from .. import cli, layout
 from ..errors import UserError
 from ..io import config_hash, remove_stale_temporaries, write_json_atomic, write_marker, write_parquet_atomic
-from ..layout import FinishedRun, finished_runs, part_path, store_identity
-from . import arrays, stage
+from ..layout import part_path, store_identity
+from ..run import Run, finished_run, finished_runs
+from . import arrays, make, stage
+from .make import Flag
 
 log = logging.getLogger("gcnn_spin.infer")
 
@@ -124,22 +127,22 @@ def predict_part(store_path: str, part: int, rows: tuple[int, int], run_dir: str
     output = Path(out)
     remove_stale_temporaries(output)  # left by a task killed while writing this part
     store = open_store(store_path)
-    run = layout.read_run_marker(Path(run_dir))
+    run = finished_run(run_dir)
     dev = pick_device(device)
     set_cpu_threads()
     timings = {"read": 0.0, "compute": 0.0, "write": 0.0} if timings is None else timings
     module = load_exported(run_dir, dev)
     table = predict_probabilities(module, store, range(*rows), batch_size, dev, progress=progress,
-                                  desc=f"{run.model} seed{run.seed} part {part}", timings=timings)
+                                  desc=f"{run.name} seed{run.seed} part {part}", timings=timings)
     t0 = time.perf_counter()
     write_parquet_atomic(table[PREDICTION_COLUMNS], output)
-    write_marker(output, model=run.model, seed=run.seed, task_id=part, part=part, n_rows=len(table),
+    write_marker(output, model=run.model, run=run.name, seed=run.seed, task_id=part, part=part, n_rows=len(table),
                  n_skipped_bad=rows[1] - rows[0] - len(table), run_identity=run.identity, config_hash=identity)
     timings["write"] += time.perf_counter() - t0
     return len(table)
 
 
-def part_tasks(store_path: str | Path, runs: list[FinishedRun], pred_root: str | Path,
+def part_tasks(store_path: str | Path, runs: list[Run], pred_root: str | Path,
                max_array_size: int = DEFAULT_MAX_ARRAY_SIZE, batch_size: int = 512, device: str | None = None,
                progress: bool = True) -> list[arrays.Task]:
     """One task per (part, run), part by part: array element *i* holds part *i* of every run."""
@@ -151,10 +154,10 @@ def part_tasks(store_path: str | Path, runs: list[FinishedRun], pred_root: str |
     tasks = []
     for part in parts:
         for run in runs:
-            out = part_path(Path(pred_root).resolve(), run.model, run.seed, part.task_id)
+            out = part_path(Path(pred_root).resolve(), run.name, run.seed, part.task_id)
             identity = part_identity(sources[part.task_id], run)
             tasks.append(arrays.Task(
-                task_id=f"{run.model}/seed{run.seed}/part-{part.task_id:05d}", output=out, fn=predict_part,
+                task_id=f"{run.name}/seed{run.seed}/part-{part.task_id:05d}", output=out, fn=predict_part,
                 identity=identity,
                 kwargs={"store_path": str(Path(store_path).resolve()), "part": part.task_id,
                         "rows": (part.rows.start, part.rows.stop), "run_dir": str(run.path.resolve()),
@@ -163,7 +166,7 @@ def part_tasks(store_path: str | Path, runs: list[FinishedRun], pred_root: str |
     return tasks
 
 
-def run_part(task_id: int, store_path: str | Path, runs: list[FinishedRun], pred_root: str | Path,
+def run_part(task_id: int, store_path: str | Path, runs: list[Run], pred_root: str | Path,
              max_array_size: int = DEFAULT_MAX_ARRAY_SIZE, batch_size: int = 512, device: str | None = None,
              progress: bool = True) -> dict:
     """Part ``task_id`` for every run, in this process; returns timings (read/compute/write seconds) and counts."""
@@ -185,9 +188,9 @@ def run_part(task_id: int, store_path: str | Path, runs: list[FinishedRun], pred
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True, help="survey Zarr store, e.g. data/stores/survey.zarr")
-    parser.add_argument("--runs", default="runs", help="runs root holding {model}/seed{k} (default: runs)")
+    parser.add_argument("--runs", default="runs", help="runs root holding {run}/seed{k} (default: runs)")
     parser.add_argument("--out", default="predictions", help="predictions root (default: predictions)")
-    parser.add_argument("--models", nargs="*", default=None, help="only these models (default: every finished run)")
+    parser.add_argument("--models", nargs="*", default=None, help="only these runs, by name or table label (default: every finished run)")
     parser.add_argument("--seeds", nargs="*", type=int, default=None, help="only these seeds")
     cli.add_batch_size(parser, 512)
     cli.add_device(parser)
@@ -199,7 +202,7 @@ def _tasks(args: argparse.Namespace) -> list[arrays.Task]:
     open_store(args.store)  # a missing or unfinished store is named before anything else
     runs = finished_runs(args.runs, args.models, args.seeds)
     if not runs:
-        raise FileNotFoundError(f"no finished runs under {args.runs} (looked for {args.runs}/<model>/seed<k>.done)")
+        raise FileNotFoundError(f"no finished runs under {args.runs} (looked for {args.runs}/<run>/seed<k>.done)")
     return part_tasks(args.store, runs, args.out, args.profile.max_array_size, args.batch_size, args.device,
                       not args.quiet)
 
@@ -211,7 +214,10 @@ def _prepare(args: argparse.Namespace, tasks: list[arrays.Task]) -> None:
 
 
 STAGE = stage.Stage(name="infer", noun="inference", description=__doc__, add_arguments=add_arguments, tasks=_tasks,
-                    array_key=lambda task: task.kwargs["part"], prepare=_prepare)
+                    array_key=lambda task: task.kwargs["part"], prepare=_prepare,
+                    make=(Flag("--store", "{STORE}"), Flag("--runs", "{RUNS}"), Flag("--out", "{PRED}"), make.LOGS,
+                          *make.SUBSET),
+                    make_help="survey inference of every finished run (STORE=...), one task per (run, part)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@
     python -m gcnn_spin.cluster.<stage> status ...               # per task: done / running / failed (with log) ...
     ... --dry-run        # every task and whether it is done; nothing runs, nothing is submitted
     ... --print-array    # the sbatch --array range that `run --task-id $SLURM_ARRAY_TASK_ID` covers
+    ... --deep           # with --dry-run, status, submit: hash every output, not only markers and sizes
 
 A stage only lists its :class:`~gcnn_spin.cluster.arrays.Task` objects; where they run (this process, an sbatch
 array element, a submitit array on SLURM or local processes) is decided here, from the verb and the cluster
@@ -17,16 +18,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import cli
+from ..artifacts import checked
 from ..config import load_cluster
-from ..errors import USER_ERRORS, report as report_error
 from . import arrays
+from .make import Flag
 
 ACTIONS = ("run", "submit", "status")
 
@@ -41,6 +42,8 @@ class Stage:
     that the stores exist. ``prepare`` runs before ``run`` and ``submit`` (never on a dry run), e.g. to record a
     plan.
     ``run_all`` replaces running every task in turn when ``run`` has no task id (e.g. a process pool).
+    ``make`` lists the flags ``make submit-{name}`` fills from make variables (:class:`~gcnn_spin.cluster.make.Flag`),
+    ``make_help`` says in a line what it submits (``make help``).
     """
 
     name: str
@@ -53,6 +56,8 @@ class Stage:
     check: Callable[[argparse.Namespace], None] | None = None
     prepare: Callable[[argparse.Namespace, list[arrays.Task]], None] | None = None
     run_all: Callable[[argparse.Namespace, list[arrays.Task]], None] | None = None
+    make: tuple[Flag, ...] = ()
+    make_help: str = ""
 
 
 def build_parser(stage: Stage, prog: str) -> argparse.ArgumentParser:
@@ -78,6 +83,7 @@ def build_parser(stage: Stage, prog: str) -> argparse.ArgumentParser:
     group.add_argument("--timeout-min", type=float, default=24 * 60,
                        help="with --wait: give up after this many minutes (default: 1440)")
     group.add_argument("--json", action="store_true", help="with status: print JSON instead of a table")
+    cli.add_deep(group)
     cli.add_debug(group)
     return parser
 
@@ -91,39 +97,35 @@ def run_here(tasks: Sequence[arrays.Task], quiet: bool = False) -> None:
 
 
 def main(stage: Stage, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Parse ``argv`` and run, submit, plan or report the stage's tasks. A user error is raised, not printed:
+    every entry point runs this through :func:`gcnn_spin.errors.run_command`, the one place that reports it."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(stage, prog or f"python -m gcnn_spin.cluster.{stage.name}").parse_args(argv)
     args.argv = argv
-    try:
-        profile = args.profile = load_cluster(args.cluster, args.cluster_overrides)
-        tasks = stage.tasks(args)
-        arrays.check_tasks(tasks)
-        if stage.check is not None and args.action != "status" and not args.print_array:
-            stage.check(args)
-        if args.dry_run and args.action == "submit":
-            from .executor import make_executor
+    profile = args.profile = load_cluster(args.cluster, args.cluster_overrides)
+    tasks = stage.tasks(args)
+    arrays.check_tasks(tasks)
+    if stage.check is not None and args.action != "status" and not args.print_array:
+        stage.check(args)
+    if args.dry_run and args.action == "submit":
+        from .executor import make_executor
 
-            make_executor(profile, args.logs, job_name=f"gcnn_spin-{stage.name}", create=False, tasks=tasks)
-    except USER_ERRORS as err:
-        return report_error(err)
+        make_executor(profile, args.logs, job_name=f"gcnn_spin-{stage.name}", create=False, tasks=tasks)
     groups = arrays.array_groups(tasks, profile.max_array_size, stage.array_key)
     if args.print_array:
         print(arrays.format_array(groups))
         return 0
     if args.dry_run:
-        print(arrays.format_plan(arrays.plan(tasks)))
+        print(arrays.format_plan(arrays.plan(tasks, args.deep)))
         print(f"{len(groups)} array task(s) for `run --task-id`: --array={arrays.format_array(groups)}")
+        print(checked(args.deep), file=sys.stderr)
         return 0
     if args.action == "status":
-        report = arrays.status(args.logs, tasks)
-        print(json.dumps([dataclasses.asdict(s) for s in report], indent=2) if args.json
-              else arrays.format_status(report))
+        report = arrays.status(args.logs, tasks, args.deep)
+        arrays.print_status(report, args.json, args.deep)
         return 1 if any(s.state == "failed" for s in report) else 0
     if stage.prepare is not None:
-        try:
-            stage.prepare(args, tasks)
-        except USER_ERRORS as err:
-            return report_error(err)
+        stage.prepare(args, tasks)
     if args.action == "run":
         return _run(stage, args, tasks, groups)
     return _submit(stage, args, tasks, profile)
@@ -150,7 +152,7 @@ def _submit(stage: Stage, args: argparse.Namespace, tasks: list[arrays.Task], pr
     from .stages import command
 
     executor = make_executor(profile, args.logs, job_name=f"gcnn_spin-{stage.name}", tasks=tasks)
-    submission = arrays.submit(tasks, executor, profile, command=command(stage.name, args.argv))
+    submission = arrays.submit(tasks, executor, profile, command=command(stage.name, args.argv), deep=args.deep)
     print(f"{len(submission.jobs)} {stage.noun} tasks submitted ({executor.cluster}), {len(submission.skipped)} "
           f"already complete")
     array_ids = sorted({job.job_id.split("_")[0] for job in submission.job_list})
@@ -159,7 +161,7 @@ def _submit(stage: Stage, args: argparse.Namespace, tasks: list[arrays.Task], pr
         print(f"watch: make status STAGE={stage.name}  |  python -m gcnn_spin.cluster.arrays status {args.logs}")
     if args.wait and submission.jobs:
         arrays.wait(submission, timeout_s=args.timeout_min * 60)
-        report = arrays.status(args.logs, tasks)
+        report = arrays.status(args.logs, tasks, args.deep)
         print(arrays.format_status(report))
         if any(entry.state != "done" for entry in report):
             return 1

@@ -1,9 +1,11 @@
 """The array stages, in one list: stage name -> the module whose ``STAGE`` (a :class:`~gcnn_spin.cluster.stage.Stage`)
 lists its tasks. The launcher, ``make submit-*`` / ``make status``, the demo and docs/architecture.md read it, so a
-new array stage is one module and one line here.
+new array stage is one module and one line here (its ``make submit-NAME`` comes from the Stage's ``make`` flags).
 
     python -m gcnn_spin.cluster.stages                      # the stages and their modules
     python -m gcnn_spin.cluster.stages infer submit ...     # = python -m gcnn_spin.cluster.infer submit ...
+    python -m gcnn_spin.cluster.stages infer --from-make submit DATA=... # make submit-infer (gcnn_spin.cluster.make)
+    python -m gcnn_spin.cluster.stages --make-help          # make help's lines for the stages
 
 ``status`` from a log folder alone (``python -m gcnn_spin.cluster.arrays status LOGS/{stage}``, ``make status``)
 rebuilds the stage's tasks from the command recorded in ``submission.json`` (:func:`recorded_tasks`), so it
@@ -75,6 +77,7 @@ def recorded_tasks(recorded: Mapping[str, Any]):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from . import make
     from .stage import main as stage_main
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -82,7 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__doc__)
         print("\n".join(f"  {name:8} {module}" for name, module in REGISTRY.items()))
         return 0
-    return stage_main(get(argv[0]), argv[1:], prog=f"python -m gcnn_spin.cluster.stages {argv[0]}")
+    if argv[0] == "--make-help":
+        print("\n".join(make.help_lines([get(name) for name in REGISTRY])))
+        return 0
+    found = get(argv[0])
+    if argv[1:2] == ["--from-make"]:
+        return make.main(found, argv[2:], prog=f"python -m {REGISTRY[found.name]}")
+    return stage_main(found, argv[1:], prog=f"python -m gcnn_spin.cluster.stages {argv[0]}")
 
 
 if __name__ == "__main__":

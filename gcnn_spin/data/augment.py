@@ -14,6 +14,10 @@ neighbours) falls outside the stored image, so padding never shows.
 ``oversample = k``: the images hold ``k`` pixels per output pixel; the ``k*S`` crop is rotated at that resolution,
 then resized to ``S`` with antialiasing (the filter PIL's resize of the stored images uses), so the rotation's
 interpolation blur shrinks by ``k``.
+
+``field="full_frame"`` (the study's code, see :mod:`gcnn_spin.data.images`): the whole stored image is rotated
+about its centre with reflect-101 padding at the corners (OpenCV's ``BORDER_REFLECT_101``, albumentations'
+``Rotate`` default: the border pixel is not repeated), then resized to ``S`` with antialiasing.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gcnn_spin.data.images import margin_size
+from gcnn_spin.data.images import check_field, margin_size
 
 
 def _to_float(images: torch.Tensor, buffer: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
@@ -89,9 +93,32 @@ def affine_grid(theta: torch.Tensor, out_size: int) -> torch.Tensor:
     return grid
 
 
+def full_frame(images: torch.Tensor, angles: torch.Tensor | np.ndarray | None, out_size: int, *,
+               buffer: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, C, M, M)`` uint8 or float -> the whole image at ``(B, C, S, S)`` float32 in [0, 1]: rotated by
+    ``angles`` (radians, as :func:`rotate_crop`; ``None``: not rotated) about its centre, bilinear with reflect-101
+    corners, at ``M`` px, then resized to ``S`` (bilinear, antialiased)."""
+    side = _check(images, out_size)
+    values, scale = _to_float(images, buffer)
+    if angles is not None:
+        angles = torch.as_tensor(angles, device=images.device)
+        if angles.shape != (images.shape[0],):
+            raise ValueError(f"angles must have shape ({images.shape[0]},), got {tuple(angles.shape)}")
+        theta = rotation_theta(angles, side, side)  # no crop: ratio 1, no shift
+        # align_corners=True puts the border pixel centres at +-1, so "reflection" mirrors about them (reflect-101)
+        grid = F.affine_grid(theta, list(values.shape), align_corners=True)
+        values = F.grid_sample(values, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+    if side != out_size:
+        values = F.interpolate(values, size=(out_size, out_size), mode="bilinear", antialias=True,
+                               align_corners=False)
+    elif values.data_ptr() == images.data_ptr():
+        values = values.clone()  # a float input: never hand back the caller's tensor
+    return values.div_(scale) if scale != 1.0 else values
+
+
 def rotate_crop(
     images: torch.Tensor, angles: torch.Tensor | np.ndarray | None, out_size: int, *,
-    buffer: torch.Tensor | None = None, oversample: int = 1,
+    buffer: torch.Tensor | None = None, oversample: int = 1, field: str = "inscribed",
 ) -> torch.Tensor:
     """Rotate each image by its own angle (bilinear) and centre-crop, in one ``grid_sample``.
 
@@ -100,7 +127,10 @@ def rotate_crop(
     images' device. ``M >= margin_size(S)`` is required so no padding can show. ``buffer``: optional float32
     tensor with at least ``B*C*M*M`` elements reused for the uint8 -> float conversion. ``oversample = k``: rotate
     and crop ``k*S`` px, then resize to ``S`` with antialiasing (``M >= margin_size(k*S)`` then).
+    ``field="full_frame"``: :func:`full_frame` instead (the whole image, at any ``oversample``).
     """
+    if check_field(field) == "full_frame":
+        return full_frame(images, angles, out_size, buffer=buffer)
     if oversample < 1:
         raise ValueError(f"oversample must be >= 1, got {oversample}")
     if oversample > 1:

@@ -8,6 +8,11 @@ that same central field resized straight to ``S`` (same pixel scale, no margin).
 Oversampling (``DataConfig.train_oversample = k``): the train store keeps the cutout at ``k * M`` px; the loader
 then rotates at that resolution and resizes to ``S`` with antialiasing (rotate before downsampling); at ``k = 3`` a
 rotated training image is about as sharp as an unrotated test image (:mod:`gcnn_spin.data.sharpness`).
+
+Field (``DataConfig.field``, recorded by every store): ``"inscribed"`` is the geometry above; ``"full_frame"`` is
+the study's code (``dataset_utils.py``): the whole cutout resized to ``S``, in training rotated first with
+reflect-101 padding at the corners. Margin stores hold the same pixels for both (the whole cutout at ``M``; the
+loader applies the field, :func:`gcnn_spin.data.augment.rotate_crop`); a survey store holds the field at ``S``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,17 @@ class ImageSource(Protocol):
     """Anything that returns a cutout ``(H, W, 3) uint8`` for a ``dr8_id`` or raises :class:`BadImageError`."""
 
     def load(self, dr8_id: str) -> np.ndarray: ...
+
+
+#: Image fields a store can serve (see above); the first is the default.
+FIELDS = ("inscribed", "full_frame")
+
+
+def check_field(field: str) -> str:
+    """``field`` if it is one of :data:`FIELDS`, else a ValueError naming the valid ones."""
+    if field not in FIELDS:
+        raise ValueError(f"data.field must be one of {list(FIELDS)}, got {field!r}")
+    return field
 
 
 def margin_size(image_size: int) -> int:
@@ -69,8 +85,10 @@ def decode_jpeg(path: str | Path, dr8_id: str = "?") -> np.ndarray:
     return array
 
 
-def to_store_image(cutout: np.ndarray, image_size: int, margin: bool, oversample: int = 1) -> np.ndarray:
-    """Cutout ``(H, W, 3) uint8`` -> store image ``(3, k*M, k*M)`` (``margin``, ``k = oversample``) or ``(3, S, S)``.
+def to_store_image(cutout: np.ndarray, image_size: int, margin: bool, oversample: int = 1,
+                   field: str = "inscribed") -> np.ndarray:
+    """Cutout ``(H, W, 3) uint8`` -> store image ``(3, k*M, k*M)`` (``margin``, ``k = oversample``: the whole
+    cutout, whatever the field) or ``(3, S, S)`` (the central ``field``: inscribed, or the full frame).
     """
     if oversample < 1 or (oversample > 1 and not margin):
         raise ValueError(f"oversample must be >= 1 and needs a margin store, got {oversample} (margin={margin})")
@@ -82,9 +100,9 @@ def to_store_image(cutout: np.ndarray, image_size: int, margin: bool, oversample
         side = margin_size(image_size) * oversample
     else:
         side = image_size
-        field = crop_field(image_size, min(height, width))
-        left, top = (width - field) / 2, (height - field) / 2
-        img = img.resize((side, side), Image.BILINEAR, box=(left, top, left + field, top + field), reducing_gap=2.0)
+        crop = min(height, width) if check_field(field) == "full_frame" else crop_field(image_size, min(height, width))
+        left, top = (width - crop) / 2, (height - crop) / 2
+        img = img.resize((side, side), Image.BILINEAR, box=(left, top, left + crop, top + crop), reducing_gap=2.0)
         return np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1))
     img = img.resize((side, side), Image.BILINEAR, reducing_gap=2.0)
     return np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1))

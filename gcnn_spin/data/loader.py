@@ -84,7 +84,8 @@ class StoreLoader:
     """Iterate a store in batches: ``for batch in loader: ...``; call ``set_epoch(k)`` before each epoch.
 
     ``rotate=True`` gives every image its own uniform angle in [0, 2π) (training); ``False`` centre-crops only
-    (evaluation, and the study's ``_nr`` runs). Survey stores (no margin) refuse ``rotate``. ``rows``: iterate
+    (evaluation, and the study's ``_nr`` runs); either in the store's image field (``store.field``). Survey
+    stores (no margin) refuse ``rotate``. ``rows``: iterate
     only these store rows (each once; rows whose image is bad are skipped like everywhere else). Within a
     batch, images are grouped by block (the order inside a batch does not matter to training).
     """
@@ -237,7 +238,8 @@ class StoreLoader:
             if self._buffer is None or self._buffer.numel() < images.numel():
                 self._buffer = torch.empty(images.numel(), dtype=torch.float32)
             buffer = self._buffer
-        out = rotate_crop(images, angles, self.image_size, buffer=buffer, oversample=self.store.oversample)
+        out = rotate_crop(images, angles, self.image_size, buffer=buffer, oversample=self.store.oversample,
+                          field=self.store.field)
         targets = torch.from_numpy(host.targets).to(self.device, non_blocking=non_blocking)
         return Batch(out, targets, torch.from_numpy(host.rows))
 

@@ -363,7 +363,7 @@ def plan(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig, *, on_bad:
     configs = stage_configs(inputs, cfg, on_bad)
     outputs = {"gz1": "gz1.parquet", "crossmatch": "crossmatch.parquet", "sdss": "sdss.parquet",
                "catalogue": "catalogue.parquet", "survey": "survey.parquet"}
-    rows = [{"stage": s, "output": name, "status": _status(verdict(out / name, config_hash(configs[s])))}
+    rows = [{"stage": s, "output": name, "status": _status(verdict(out / name, config_hash(configs[s]), deep=True))}
             for s, name in outputs.items()]
     for split in STORE_SPLITS:
         path = store_path(out, split)

@@ -5,7 +5,7 @@ Layout of ``DATA/stores/{split}.zarr`` and its siblings (see docs/architecture.m
 - ``{split}.zarr``: group with array ``images`` ``uint8 (N, 3, M, M)``, chunks ``(chunk_images, 3, M, M)``
   inside shards ``(shard_images, 3, M, M)``; ``M = margin_size(S)`` for training stores (``margin=True``),
   ``M = S`` for survey stores; ``M = oversample * margin_size(S)`` for an oversampled train store.
-  Group attributes: ``image_size``, ``margin_size`` (= M), ``margin``, ``oversample``, ``n_images``,
+  Group attributes: ``image_size``, ``margin_size`` (= M), ``margin``, ``oversample``, ``field``, ``n_images``,
   ``shard_images``, ``chunk_images``, ``codec``, ``config_hash``, ``source``.
 - ``{split}.zarr.shards/``: the build's bookkeeping: ``plan.parquet`` (rows in store order) and one marker
   ``shard-{k:05d}.done`` per finished shard (JSON: the shard's bad rows and its file's size in ``bytes``).
@@ -53,9 +53,9 @@ import zarr
 from tqdm.auto import tqdm
 
 from gcnn_spin.artifacts import Verdict, verdict
-from gcnn_spin.ranges import format_ranges
-from gcnn_spin.config import DataConfig
-from gcnn_spin.data.images import BadImageError, ImageSource, margin_size, to_store_image
+from gcnn_spin.ranges import format_ranges, group_of
+from gcnn_spin.config import ClusterProfile, DataConfig
+from gcnn_spin.data.images import FIELDS, BadImageError, ImageSource, check_field, margin_size, to_store_image
 from gcnn_spin.errors import UserError, reading
 from gcnn_spin.layout import shard_output
 from gcnn_spin.io import (atomic_path, config_hash, file_digest, fsync_dir, fsync_file, marker_path, read_marker,
@@ -149,16 +149,18 @@ def store_oversample(split: str, cfg: DataConfig) -> int:
 
 def rebuild_command(paths: Mapping[str, Path], attrs: Mapping[str, Any], k: int | None) -> str:
     """The ``data_prep/build_store.py`` call that rebuilds shard ``k``: the array element holding it when the
-    store's shards are grouped into at most 1,000 elements (``max_array_size`` of the shipped profiles);
-    ``k=None``: the call that rebuilds the whole store from scratch."""
+    store's shards are grouped by :func:`gcnn_spin.ranges.at_most` into at most ``max_array_size`` elements
+    (the shipped profiles' default); ``k=None``: the call that rebuilds the whole store from scratch."""
     n_shards = -(-int(attrs["n_images"]) // int(attrs["shard_images"]))
-    task = None if k is None else k // -(-n_shards // 1000)
+    task = None if k is None else group_of(k, n_shards, ClusterProfile.max_array_size)
     source = str(attrs.get("source", ""))
     images = source[len("JpegTree("):-1] if source.startswith("JpegTree(") else "IMAGE_ROOT"
     settings = " ".join(f"--set data.{key}={attrs[key]}" for key in
                         ("image_size", "chunk_images", "shard_images", "codec", "codec_level") if key in attrs)
     if int(attrs.get("oversample", 1)) != 1:
         settings += f" --set data.train_oversample={attrs['oversample']}"
+    if attrs.get("field", FIELDS[0]) != FIELDS[0]:
+        settings += f" --set data.field={attrs['field']}"
     margin = "--margin" if attrs.get("margin") else "--no-margin"
     where = f"--task-id {task}" if k is not None else "--overwrite"
     return (f"python data_prep/build_store.py --rows {paths['plan']} --images {images} --out {paths['store']} "
@@ -211,6 +213,8 @@ def _store_config(rows: pd.DataFrame, cfg: DataConfig, margin: bool, oversample:
     }
     if oversample != 1:  # only then: the hashes of existing plain stores stay valid
         config["oversample"] = int(oversample)
+    if check_field(cfg.field) != FIELDS[0]:  # likewise
+        config["field"] = cfg.field
     return config
 
 
@@ -309,7 +313,8 @@ def create_store(
             )
             group.attrs.update({
                 "image_size": cfg.image_size, "margin_size": side, "margin": bool(margin), "n_images": len(rows),
-                "oversample": int(oversample), "shard_images": cfg.shard_images, "chunk_images": cfg.chunk_images,
+                "oversample": int(oversample), "field": cfg.field, "shard_images": cfg.shard_images,
+                "chunk_images": cfg.chunk_images,
                 "codec": cfg.codec, "codec_level": cfg.codec_level, "config_hash": digest, "source": source,
                 "format": STORE_FORMAT if checksum else 1,
             })
@@ -382,6 +387,7 @@ def build_shard(
     ids = _plan_ids(str(paths["plan"]), paths["plan"].stat().st_mtime_ns)[start:stop]
     size, margin = int(group.attrs["image_size"]), bool(group.attrs["margin"])
     oversample = int(group.attrs.get("oversample", 1))
+    field = str(group.attrs.get("field", FIELDS[0]))
 
     t0 = time.perf_counter()
     buf = np.zeros((stop - start,) + images.shape[1:], dtype=np.uint8)
@@ -390,7 +396,7 @@ def build_shard(
         try:
             cutout = source.load(dr8_id)
             try:
-                buf[i] = to_store_image(cutout, size, margin, oversample)
+                buf[i] = to_store_image(cutout, size, margin, oversample, field)
             except ValueError as err:  # wrong shape or mode: as bad as an unreadable file
                 where = source.path(dr8_id) if callable(getattr(source, "path", None)) else "?"
                 raise BadImageError(dr8_id, where, str(err)) from None
@@ -707,6 +713,11 @@ class Store:
     def oversample(self) -> int:
         """Stored pixels per model-input pixel (1 unless an oversampled train store)."""
         return int(self.attrs.get("oversample", 1))
+
+    @property
+    def field(self) -> str:
+        """The image field the store serves (``data.field``; stores built before it existed: ``"inscribed"``)."""
+        return str(self.attrs.get("field", FIELDS[0]))
 
     @property
     def chunk_images(self) -> int:

@@ -34,7 +34,7 @@ def export(model: nn.Module) -> nn.Module:
             plain.to(device=reference.device, dtype=reference.dtype)
     finally:
         model.train(was_training)
-    for attr in ("model_name", "model_options"):
+    for attr in ("model_name", "model_options", "image_field"):  # image_field: set by training (gcnn_spin.crop)
         if hasattr(model, attr):
             setattr(plain, attr, copy.deepcopy(getattr(model, attr)))
     leftovers = sorted({type(m).__module__ + "." + type(m).__name__ for m in plain.modules()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import defaultdict
+from collections.abc import Callable
 
 import torch
 from escnn import nn as enn
@@ -64,12 +65,19 @@ def he_init_(conv: enn.R2Conv) -> None:
         conv.weights.copy_(torch.randn_like(conv.weights) * scales)
 
 
+def e2wrn_cutoff(radius: float) -> float:
+    """escnn's ``e2wrn.py`` band limit: frequencies up to 3 per pixel of ring radius."""
+    return 3 * radius
+
+
 def r2conv(in_type: enn.FieldType, out_type: enn.FieldType, kernel_size: int, *, stride: int = 1,
-           padding: int | None = None, bias: bool = False, init: bool = True) -> enn.R2Conv:
-    """The one place with kernel settings: 'same' padding by default, e2wrn's frequency cutoff, fast He init."""
+           padding: int | None = None, bias: bool = False, init: bool = True,
+           frequencies_cutoff: Callable[[float], float] | None = e2wrn_cutoff) -> enn.R2Conv:
+    """The one place with kernel settings: 'same' padding by default, e2wrn's frequency cutoff (``None``: escnn's
+    default band limit, as the study's G-LeNet), fast He init."""
     conv = enn.R2Conv(in_type, out_type, kernel_size, stride=stride,
                       padding=kernel_size // 2 if padding is None else padding, bias=bias,
-                      frequencies_cutoff=lambda r: 3 * r, initialize=False)
+                      frequencies_cutoff=frequencies_cutoff, initialize=False)
     if init:
         he_init_(conv)
     return conv

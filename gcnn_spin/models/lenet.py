@@ -4,6 +4,7 @@
 
 ``architecture="study_code"`` (the plain LeNet only) builds it as the study's ``LeNet.py``: the input multiplied by
 a soft circular mask (:class:`InputMask`) and both convolutions padded by 1 (at S = 160: 16 x 38 x 38 features).
+:class:`BlurMaxPool2d` is the plain form of escnn's anti-aliased max-pool, which the study's G-LeNet uses.
 """
 
 from __future__ import annotations
@@ -47,6 +48,26 @@ class InputMask(nn.Module):
 
     def extra_repr(self) -> str:
         return f"size={self.mask.shape[-1]}"
+
+
+class BlurMaxPool2d(nn.Module):
+    """Anti-aliased max-pool (Zhang 2019) in plain PyTorch, as escnn's ``PointwiseMaxPoolAntialiased2D`` computes it:
+    a dense ``kernel_size`` max (stride 1, ``padding``), then a depthwise convolution with ``blur`` ``(C, 1, k, k)``
+    (a normalised Gaussian) at ``stride`` with ``blur_padding``. ``(B, C, H, W) -> (B, C, H', W')``."""
+
+    def __init__(self, blur: torch.Tensor, kernel_size: tuple[int, int], stride: tuple[int, int],
+                 padding: tuple[int, int], blur_padding: tuple[int, int]):
+        super().__init__()
+        self.register_buffer("blur", blur.detach().clone())
+        self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)
+        self.padding, self.blur_padding = tuple(padding), tuple(blur_padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.max_pool2d(x, self.kernel_size, 1, self.padding)
+        return nn.functional.conv2d(x, self.blur, stride=self.stride, padding=self.blur_padding, groups=x.shape[1])
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, blur={tuple(self.blur.shape[-2:])}"
 
 
 def build_lenet(spec: ModelSpec, *, image_size: int = 160, dropout: float = 0.5) -> LeNet:

@@ -51,8 +51,8 @@ def options(name: str) -> dict[str, Any]:
             valid["width"] = "channels"  # or "fixparams" (the study's); see gcnn_spin.models.fields
         if s.head_hidden:
             valid["head_activation"] = "relu"  # or "tanh" (the study's CE-ResNet code)
-    if s.family == "lenet" and not s.equivariant:
-        valid["architecture"] = "classic"  # or "study_code" (padding 1 and the input mask); see ModelSpec
+    if s.family == "lenet":
+        valid["architecture"] = "classic"  # or "study_code" (the study's LeNet.py / Steerable_LeNet.py); see ModelSpec
     if s.equivariant and s.output in ("invariant", "two_pass"):
         valid["flips"] = False  # True: D_N instead of C_N
         if s.family == "resnet":
@@ -103,7 +103,7 @@ def _build_lenet(s: ModelSpec, o: dict[str, Any]) -> nn.Module:
     if s.equivariant:
         from .g_lenet import build_g_lenet
 
-        return build_g_lenet(s, dropout=o["dropout"], init=o["init"])
+        return build_g_lenet(s, image_size=o["image_size"], dropout=o["dropout"], init=o["init"])
     from .lenet import build_lenet
 
     return build_lenet(s, image_size=o["image_size"], dropout=o["dropout"])  # s.architecture: padding, mask
@@ -126,7 +126,7 @@ def build(name: str, image_size: int | None = None, dropout: float = 0.5, **opts
     (G-ResNets: ``"channels"`` or the study's ``"fixparams"``, see :mod:`.fields`), ``flips`` (``g_`` models: D8
     instead of C8), ``head_activation`` (ResNets with an MLP head, ``ce_resnet50``: ``"relu"`` or the study's
     ``"tanh"``) and ``architecture`` (``g_`` ResNets: ``"torchvision"`` or the study's ``"study_code"``, see
-    :mod:`.g_resnet_study`; the plain LeNet: ``"classic"`` or ``"study_code"``). ``model.model_name`` and
+    :mod:`.g_resnet_study`; LeNets: ``"classic"`` or ``"study_code"``, see :mod:`.lenet` and :mod:`.g_lenet`). ``model.model_name`` and
     ``model.model_options`` record how it was built (checkpoints store them).
     """
     if image_size is not None:

@@ -17,10 +17,10 @@ Exactness on the pixel grid: a 90 deg rotation or a mirror maps pixel centres on
 equivariant filter commutes with it, but a strided layer only does so when its sampling grid is symmetric about
 the image centre, i.e. when ``(n + 2 * padding - kernel) % stride == 0`` for its input side ``n``.
 :meth:`ModelSpec.is_exact_size` checks that for every downsampling layer; ResNets need ``S % 32 == 1`` (33, 65,
-..., 161), LeNets ``S % 4 == 0`` (32, ..., 160). At ``S = 160`` the ResNets' first stride-2 layer samples a grid
-shifted by half a pixel, so G-ResNets are equivariant only up to that shift: for an untrained ``gc_resnet18`` the
-mirror-swap and rot90 errors are ~0.08 in the logits at 160 (as large as its CW - ACW differences) and ~4e-7 at
-161.
+..., 161), LeNets ``S % 4 == 0`` (32, ..., 160), the study-code LeNets (padding 1) ``S % 4 == 2`` (34, ..., 162).
+At ``S = 160`` the ResNets' first stride-2 layer samples a grid shifted by half a pixel, so G-ResNets are
+equivariant only up to that shift: for an untrained ``gc_resnet18`` the mirror-swap and rot90 errors are ~0.08 in
+the logits at 160 (as large as its CW - ACW differences) and ~4e-7 at 161.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ _RESNET_STEM = ((7, 2, 3), (3, 2, 1))  # conv1, maxpool
 _RESNET_STAGE = (3, 2, 1)  # first 3x3 conv of stages 2.. (torchvision puts the stride there)
 _LENET = ((5, 1, 0), (2, 2, 0), (5, 1, 0), (2, 2, 0))
 _LENET_STUDY = ((5, 1, 1), (2, 2, 0), (5, 1, 1), (2, 2, 0))  # padding 1, as the study's LeNet.py
+#: escnn's anti-aliased max-pool (``PointwiseMaxPoolAntialiased``, kernel 2, sigma 0.6): a dense 2x2 max
+#: (stride 1), then a 5x5 Gaussian blur with stride 2 and padding 2; see :mod:`.g_lenet`.
+_AA_POOL = ((2, 1, 0), (5, 2, 2))
+_G_LENET_STUDY = ((5, 1, 1), *_AA_POOL, (5, 1, 1), *_AA_POOL)  # the study's Steerable_LeNet.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +71,9 @@ class ModelSpec:
     #: ``"study_code"`` (the study's escnn wide-ResNet: no max-pool, pre-activation blocks, Bottleneck without
     #: the x4 expansion, last stage in trivial fields, dropout on the last map; :mod:`.g_resnet_study`). The plain
     #: LeNet: ``"classic"`` (unpadded 5x5 convolutions) or ``"study_code"`` (padding 1 and a soft circular input
-    #: mask, as the study's ``LeNet.py``).
+    #: mask, as the study's ``LeNet.py``). The G-LeNet: ``"classic"`` (:mod:`.g_lenet`: spatial mean, invariant) or
+    #: ``"study_code"`` (the study's ``Steerable_LeNet.py``: padding 1, anti-aliased max-pools, no convolution
+    #: bias, the group-pooled map flattened into FC 120).
     architecture: Literal["torchvision", "classic", "study_code"] = "torchvision"
     description: str = ""
     #: Default crop side S (timm's per-model ``input_size``): exact for the family, the crop of 161 px stores.
@@ -100,7 +106,9 @@ class ModelSpec:
     def downsampling(self) -> tuple[tuple[int, int, int], ...]:
         """(kernel, stride, padding) of every layer that changes the spatial size, in order."""
         if self.family == "lenet":
-            return _LENET_STUDY if self.architecture == "study_code" else _LENET
+            if self.architecture != "study_code":
+                return _LENET
+            return _G_LENET_STUDY if self.equivariant else _LENET_STUDY
         stem = _RESNET_STEM[:1] if self.architecture == "study_code" else _RESNET_STEM  # no max-pool there
         return stem + (_RESNET_STAGE,) * (len(self.layers) - 1)
 

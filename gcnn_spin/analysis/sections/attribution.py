@@ -12,7 +12,7 @@ from ...layout import store_path
 from .. import attribution, figures
 from ..rotation import ChunkReader
 from ..report import Section
-from ..runs import Run, model_order
+from ...run import Run, model_order
 from ..tables import frame_table
 from .common import Output, Written, doc_body
 
@@ -35,7 +35,7 @@ def attribution_section(out: Output, runs: Sequence[Run], incomplete: Mapping[st
         written.section.text += "\n\nNo test store given (`--data DATA`): no maps."
         return written
     from ...crop import crop_for
-    from ...data.augment import center_crop
+    from ...data.augment import rotate_crop
     from ...data.store import open_store
     from ...layout import RUN_EXPORT
     from ...predict import load_exported
@@ -50,7 +50,7 @@ def attribution_section(out: Output, runs: Sequence[Run], incomplete: Mapping[st
             without_export.append(f"{run.label}/seed{run.seed}")
             continue
         module = load_exported(run.path)
-        images = center_crop(margin, crop_for(module, store))
+        images = rotate_crop(margin, None, crop_for(module, store), field=store.field)  # the store's field
         pairs[run.label] = attribution.mirrored_pairs(module, images)
         errors.append({"model": run.label, "seed": run.seed,
                        "mirror_error": float(pairs[run.label]["mirror_error"].max())})

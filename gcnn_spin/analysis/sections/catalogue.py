@@ -4,15 +4,14 @@ bootstrap intervals, and on a synthetic survey the injected sky against them."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ... import layout
 from ...config import GridConfig
 from ...io import config_hash
-from ...layout import read_run_marker
 from .. import catalogue, sky, sky_figures
 from ..report import Section
 from ..runs import Completeness, Issue, part_problems, read_part_plan
@@ -37,15 +36,15 @@ class CatalogueInputs:
 def members_of(completeness: Completeness, allow_partial: bool) -> dict[str, list[catalogue.Member]]:
     """Prediction sets by model label. Strict: complete sets only (the caller refuses any incomplete one);
     ``allow_partial``: the finished, not stale parts of every set whose run is complete."""
-    runs = {(r.dir_name, r.seed): r for r in completeness.complete_runs()}
+    runs = {(r.name, r.seed): r for r in completeness.complete_runs()}
     members: dict[str, list[catalogue.Member]] = {}
     for s in completeness.predictions:
-        run = runs.get((s.dir_name, s.seed))
+        run = runs.get((s.name, s.seed))
         if run is None:
             continue
         stale = set(part_problems(s, run, completeness.part_sources))
         parts = {i: p for i, p in s.done.items() if i < completeness.n_parts and i not in stale}
-        label = completeness.labels_of_predictions[(s.dir_name, s.seed)]
+        label = completeness.labels_of_predictions[(s.name, s.seed)]
         members.setdefault(label, []).append(catalogue.Member(label, s.seed, parts))
     order = list(GridConfig().models)
     return dict(sorted(members.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
@@ -58,9 +57,8 @@ def run_provenance(completeness: Completeness, members: dict[str, list[catalogue
     for label, ms in members.items():
         for m in ms:
             run = runs[(label, m.seed)]
-            marker = read_run_marker(run.path)
-            identities.append({"model": label, "seed": m.seed, **(marker.identity if marker else {})})
-            config = json.loads((run.path / "config.json").read_text()) if (run.path / "config.json").exists() else {}
+            identities.append({"model": label, "seed": m.seed, **run.identity})
+            config = run.config() if (run.path / layout.RUN_CONFIG).exists() else {}
             science = {k: v for k, v in config.get("experiment", {}).items() if k != "grid"}
             hashes.append(config_hash(science))
     return identities, hashes
@@ -84,9 +82,9 @@ def pick_maps(labels: list[str]) -> list[str]:
     return chiral[:1] + plain[:1] or labels[:2]
 
 
-def sky_rows(label: str, counts: catalogue.SkyCounts) -> list[dict]:
+def sky_rows(label: str, counts: catalogue.SkyCounts, ddof: int = 1) -> list[dict]:
     """Per group (all, regions, hemispheres): counts and CVS of the catalogue class with its bootstrap interval,
-    beside the mean ± std over seeds of each seed's CVS and that seed's bootstrap σ."""
+    beside the mean ± std (``ddof``) over seeds of each seed's CVS and that seed's bootstrap σ."""
     rows = []
     mean_groups = sky.group_counts(counts.groups)
     seed_groups = {s: sky.group_counts(g) for s, g in counts.seed_groups.items()}
@@ -94,22 +92,23 @@ def sky_rows(label: str, counts: catalogue.SkyCounts) -> list[dict]:
         low, high, _ = sky.bootstrap_cvs(c)
         seed_cvs = [float(sky.cvs_of(g[name])) for g in seed_groups.values()]
         boot_std = [float(sky.bootstrap_cvs(g[name])[2]) for g in seed_groups.values()]
-        m, sd, n = mean_std(seed_cvs)
+        m, sd, n = mean_std(seed_cvs, ddof)
         rows.append({"model": label, "galaxies": name, **sky.class_counts_row(c), "cvs_low": float(low),
                      "cvs_high": float(high), "cvs_seed_mean": m, "cvs_seed_std": sd, "n_seeds": n,
                      "cvs_boot_std_seed": mean_std(boot_std)[0]})
     return rows
 
 
-def dipole_row(label: str, counts: catalogue.SkyCounts, survey_per_seed: pd.DataFrame) -> dict:
-    """The map dipole of the catalogue class, its mean ± std over seeds, beside the per-galaxy least-squares one."""
+def dipole_row(label: str, counts: catalogue.SkyCounts, survey_per_seed: pd.DataFrame, ddof: int = 1) -> dict:
+    """The map dipole of the catalogue class, its mean ± std (``ddof``) over seeds, beside the per-galaxy
+    least-squares one."""
     fit = sky.map_dipole(counts.pixels)
     per_seed = [sky.map_dipole(p)["dipole"] for p in counts.seed_pixels.values()]
     lsq = survey_per_seed.loc[survey_per_seed["model"] == label, "dipole"] if "dipole" in survey_per_seed else []
     lsq_sigma = (survey_per_seed.loc[survey_per_seed["model"] == label, "significance_sigma"]
                  if "significance_sigma" in survey_per_seed else [])
-    m, sd, _ = mean_std(per_seed)
-    lm, lsd, _ = mean_std(lsq)
+    m, sd, _ = mean_std(per_seed, ddof)
+    lm, lsd, _ = mean_std(lsq, ddof)
     return {"model": label, "n_pixels": fit["n_pixels"], "map_dipole": fit["dipole"],
             "map_dipole_err": fit["dipole_err"],
             "map_dipole_ra": fit["dipole_ra"], "map_dipole_dec": fit["dipole_dec"],
@@ -179,14 +178,15 @@ def catalogue_section(out: Output, completeness: Completeness, inputs: Catalogue
     section.text += (f"\n\nWritten: {', '.join(f'`{p.relative_to(out.root)}`' for p in result.paths)} "
                      f"({result.n_rows} rows, {len(result.columns)} columns; the columns are documented in "
                      f"docs/catalogue.md).")
-    sky_frame = pd.DataFrame([r for label, c in result.sky.items() for r in sky_rows(label, c)])
+    sky_frame = pd.DataFrame([r for label, c in result.sky.items() for r in sky_rows(label, c, out.spread_ddof)])
     written.table(out, frame_table(
         "catalogue_summary", "Catalogue summary: CVS by imaging region and galactic hemisphere",
         "Counts and CVS of the catalogue class (mean probabilities over seeds, 0.5 threshold) with its 95 % "
         "bootstrap interval over galaxies; beside them the CVS mean ± std over seeds and the mean per-seed "
         "bootstrap σ. Regions: north = BASS/MzLS (Dec > 32.375°, b > 0), south = DECaLS.", sky_frame,
         {c: ".2f" for c in ("cvs", "cvs_low", "cvs_high", "cvs_seed_mean", "cvs_seed_std", "cvs_boot_std_seed")}))
-    dipoles = pd.DataFrame([dipole_row(label, c, survey_per_seed) for label, c in result.sky.items()])
+    dipoles = pd.DataFrame([dipole_row(label, c, survey_per_seed, out.spread_ddof)
+                            for label, c in result.sky.items()])
     written.table(out, frame_table(
         "sky_dipole", "Dipole on the HEALPix map beside the least-squares dipole",
         f"Map dipole (NSIDE={sky.NSIDE}) of the catalogue class with its error, direction and significance, its "

@@ -20,12 +20,15 @@ class Output:
     """The results folder and the policies every section follows.
 
     ``allow_partial``: average over the complete members of an incomplete set (else show none of its numbers);
-    ``figures``: draw figures (tables and the report are always written).
+    ``figures``: draw figures (tables and the report are always written); ``spread_ddof``: of every std over
+    seeds (``tables.spread_ddof``); ``val_columns``: of Tables 6-7 (``tables.val_columns``).
     """
 
     root: Path
     allow_partial: bool = False
     figures: bool = True
+    spread_ddof: int = 1
+    val_columns: str = "evaluated"
 
     @property
     def tables_dir(self) -> Path:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from .. import figures, recovery
 from ..report import Section
-from ..runs import Run, model_order
+from ...run import Run, model_order
 from ..studies import run_recovery_task
 from ..tables import Column, mean_std_cell, summary_table
 from .common import Output, Written, doc_body
@@ -53,15 +53,17 @@ def recovery_section(out: Output, runs: Sequence[Run], incomplete: Mapping[str, 
             f"Of the test galaxies labelled S or Z (vote > 0.5; {n_sz} here), the share the model calls a "
             "spiral (softmax ≥ 0.5) and the share it calls with the right spin, mean ± std over seeds.",
             found, [Column("found_fraction", "called spiral %", 2, 100),
-                    Column("right_spin_fraction", "right spin %", 2, 100)], incomplete, out.allow_partial))
+                    Column("right_spin_fraction", "right spin %", 2, 100)], incomplete, out.allow_partial,
+            ddof=out.spread_ddof))
         written.table(out, summary_table(
             "cvs_recovery", "CVS recovery fit",
             "Least-squares line of predicted vs set CVS per run (ideal: slope 1, intercept 0), mean ± std "
             "over seeds.", fits, [Column("slope", "slope", 3), Column("intercept", "intercept", 3)],
-            incomplete, out.allow_partial))
+            incomplete, out.allow_partial, ddof=out.spread_ddof))
     if points:
         n_runs = Counter(run.label for run in runs)  # a run without a fit counts as a missing member
-        slopes = {m: mean_std_cell(fits.loc[fits["model"] == m, "slope"], 2, n_expected=n_runs[m]) for m in points}
+        slopes = {m: mean_std_cell(fits.loc[fits["model"] == m, "slope"], 2, n_expected=n_runs[m],
+                                ddof=out.spread_ddof) for m in points}
         written.figure(out, figures.recovery_plot, "cvs_recovery.png",
                        "Predicted vs set CVS of the resampled S/Z test set per model (mean ± std over seeds) "
                        "with the ideal line of slope 1." + out.partial_note(incomplete, model_order(incomplete)),

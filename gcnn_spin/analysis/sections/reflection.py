@@ -10,7 +10,7 @@ import pandas as pd
 from ...conventions import ACW, CW
 from .. import figures
 from ..report import Section
-from ..runs import Run, model_order
+from ...run import Run, model_order
 from ..tables import Column, summary_table
 from .common import Output, Written
 
@@ -53,7 +53,8 @@ def reflection_section(out: Output, runs: Sequence[Run], incomplete: Mapping[str
             "Fraction of true CW galaxies predicted ACW, of true ACW predicted CW, and their mean, "
             "mean ± std over seeds (0 for a perfectly chirality-aware model).",
             per_run, [Column("cw_as_acw", "CW→ACW %", 2, 100), Column("acw_as_cw", "ACW→CW %", 2, 100),
-                      Column("handedness_error", "mean %", 2, 100)], incomplete, out.allow_partial))
+                      Column("handedness_error", "mean %", 2, 100)], incomplete, out.allow_partial,
+            ddof=out.spread_ddof))
     if not pooled:
         return written
     normalised = {label: row_normalised(pooled[label]) for label in model_order(pooled)}

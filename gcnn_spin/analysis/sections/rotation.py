@@ -9,7 +9,8 @@ import pandas as pd
 from ...conventions import ACW, CW
 from .. import figures, rotation
 from ..report import Section
-from ..runs import Issue, Run, group_issues, model_order
+from ...run import Run, model_order
+from ..runs import Issue, group_issues
 from ..studies import load_study
 from ..overlap import ETA_TOLERANCE
 from ..tables import Column, frame_table, summary_table
@@ -65,14 +66,14 @@ def rotation_section(out: Output, runs: Sequence[Run], issues: Sequence[Issue]) 
         "Mean over images of ⟨η⟩ (each image's η averaged over all 9 angles) per class pair, mean ± std over the "
         "seeds studied; lower = classes better separated under rotation.",
         per_run, [Column(k, header, 3) for k, header in zip(rotation.PAIRS, ("η_SZ", "η_ZN", "η_SN"))],
-        {m: v for m, v in incomplete.items() if m in set(per_run["model"])}, out.allow_partial))
+        {m: v for m, v in incomplete.items() if m in set(per_run["model"])}, out.allow_partial, ddof=out.spread_ddof))
     written.table(out, summary_table(
         "rotation_overlap_study_code", "Rotation overlap ⟨η⟩ as the study's code computed it",
         "The same outputs averaged as the study's code did (its η array was reset inside the angle loop, so each "
         "image's ⟨η⟩ is η at the last angle divided by the number of angles): the figures to hold against the "
         "published ones; the table above is the corrected mean (docs/study_deviations.md).",
         per_run, [Column(f"{k}_study_code", header, 3) for k, header in zip(rotation.PAIRS, ("η_SZ", "η_ZN", "η_SN"))],
-        {m: v for m, v in incomplete.items() if m in set(per_run["model"])}, out.allow_partial))
+        {m: v for m, v in incomplete.items() if m in set(per_run["model"])}, out.allow_partial, ddof=out.spread_ddof))
     averaged = {m: pd.concat(v).groupby("row", sort=True)[list(rotation.PAIRS)].mean().reset_index()
                 for m, v in per_image.items()}
     averaged = {m: averaged[m] for m in model_order(averaged)}

@@ -10,11 +10,12 @@ from typing import Any
 
 import pandas as pd
 
+from ...run import model_order
 from ...errors import reading
 from ...io import DIGEST_KEY, config_hash, read_marker, write_json_atomic
 from .. import figures, survey
 from ..report import Section
-from ..runs import Completeness, PredictionSet, model_order
+from ..runs import Completeness, PredictionSet
 from ..sky import with_bootstrap
 from ..tables import Column, frame_table, summary_table
 from .common import Output, Written, doc_body
@@ -91,21 +92,22 @@ def survey_section(out: Output, completeness: Completeness, predictions: Path | 
         "table9_survey_counts", "Table 9: survey galaxies per predicted class",
         "Survey galaxies predicted CW, ACW (softmax ≥ 0.5) and Other, and the spiral shares, mean ± std over seeds.",
         table, [Column("n_cw", "CW", 0), Column("n_acw", "ACW", 0), Column("n_other", "Other", 0),
-                Column("pct_cw", "CW %", 2), Column("pct_acw", "ACW %", 2)], incomplete, out.allow_partial, labels))
+                Column("pct_cw", "CW %", 2), Column("pct_acw", "ACW %", 2)], incomplete, out.allow_partial, labels,
+        out.spread_ddof))
     cvs_table = written.table(out, summary_table(
         "table10_survey_cvs", "Table 10: survey ACW/CW ratio and CVS",
         "n_ACW/n_CW and CVS = (n_ACW − n_CW)/√(n_ACW + n_CW) of the predicted survey, mean ± std over seeds; "
         "beside it the σ of each seed's CVS under a bootstrap over galaxies (sampling noise, mean ± std over "
         "seeds), against the spread over seeds (training noise).",
         table, [Column("acw_cw_ratio", "ACW/CW", 4), Column("cvs", "CVS", 2),
-                Column("cvs_boot_std", "CVS bootstrap σ", 2)], incomplete, out.allow_partial, labels))
+                Column("cvs_boot_std", "CVS bootstrap σ", 2)], incomplete, out.allow_partial, labels, out.spread_ddof))
     sky = written.table(out, summary_table(
         "sky_split", "Sky split and dipole",
         "CVS of the predicted spirals north (b > 0) and south (b < 0) of the galactic plane, the fitted "
         "spin-sign dipole amplitude and its significance (Gaussian σ), mean ± std over seeds.",
         table, [Column("cvs_north", "CVS north", 2), Column("cvs_south", "CVS south", 2),
                 Column("dipole", "dipole |d|", 4), Column("significance_sigma", "dipole σ", 2)],
-        incomplete, out.allow_partial, labels))
+        incomplete, out.allow_partial, labels, out.spread_ddof))
     if len(per_seed):
         keep = [c for c in PER_RUN_KEEP if c in table]
         written.table(out, frame_table(

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...run import model_order
 from ...layout import store_rows_path
 from .. import figures
 from ..report import Section
-from ..runs import model_order
 from ..tables import fmt_n, frame_table, mean_std
 from ..validation import cvs_row, labelled_classes, truth_classes
 from .common import Output, Written
@@ -53,7 +53,7 @@ def validation_section(out: Output, truth: Path, data: Path | None, per_run: pd.
             rows.append({"source": f"predicted: {label} (partial, see Completeness){eq_note}", "n_acw": math.nan,
                          "n_cw": math.nan, "cvs": math.nan, "cvs_std": math.nan, "equivariance_error": eq_mean})
             continue
-        mean, std, n = mean_std(members["cvs"])
+        mean, std, n = mean_std(members["cvs"], out.spread_ddof)
         rows.append({"source": f"predicted: {label} (seeds: {n} of {len(members)}){eq_note}",
                      "n_acw": members["n_acw"].mean(),
                      "n_cw": members["n_cw"].mean(), "cvs": mean, "cvs_std": std, "equivariance_error": eq_mean})
