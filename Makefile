@@ -41,7 +41,7 @@ STAGE_HELP = $(if $(wildcard $(PY)),$(PY) -m gcnn_spin.cluster.stages --make-hel
 export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
-.PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer bench-rotation bench-catalogue bench-real lock \
+.PHONY: help setup test test-fast demo bench bench-data bench-models bench-infer bench-rotation bench-catalogue bench-parts bench-real lock \
 	status stages infer-array container image image-test image-sif gpu-check clean
 
 help:  ## list targets (the submit-NAME of every array stage last, from gcnn_spin/cluster/stages.py)
@@ -66,7 +66,7 @@ test-fast: setup  ## tests without the slow ones
 demo: setup  ## the embedded synthetic survey, end to end
 	$(PY) -m gcnn_spin.demo
 
-bench: bench-data bench-models bench-infer bench-rotation bench-catalogue bench-real  ## every benchmark (see BENCHMARKS.md)
+bench: bench-data bench-models bench-infer bench-rotation bench-catalogue bench-parts bench-real  ## every benchmark (see BENCHMARKS.md)
 
 bench-data: setup  ## Zarr loader vs JPEG-folder loader
 	$(PY) bench/bench_data.py
@@ -82,6 +82,9 @@ bench-rotation: setup  ## rotation study: whole MC-dropout passes vs head-only p
 
 bench-catalogue: setup  ## spin catalogue writer: time and peak RSS at 3 sizes, extrapolated to 8.7 M galaxies
 	$(PY) bench/bench_catalogue.py
+
+bench-parts: setup  ## prediction parts with page checksums vs without: write and merge, side by side
+	$(PY) bench/bench_parts.py
 
 bench-real: setup  ## models vs a torchvision baseline on a real GZ1 sample, several seeds (SAMPLE=...)
 	$(PY) bench/bench_real.py --sample $(or $(SAMPLE),../shared/real_sample) --out bench_out/real

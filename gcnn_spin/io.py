@@ -103,10 +103,27 @@ def write_json_atomic(target: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def write_parquet(table, path: str | os.PathLike, index: bool = False) -> None:
+    """Write a pandas DataFrame to ``path`` as parquet with a CRC of every page, which :func:`read_parquet`
+    verifies: a flipped byte in the data is an error, not a silently different value."""
+    table.to_parquet(path, index=index, write_page_checksum=True)
+
+
 def write_parquet_atomic(table, target: str | os.PathLike) -> None:
-    """Write a pandas DataFrame to ``target`` as parquet (no index), atomically."""
+    """Write a pandas DataFrame to ``target`` as checksummed parquet (no index), atomically."""
     with atomic_path(target, suffix=".parquet") as tmp:
-        table.to_parquet(tmp, index=False)
+        write_parquet(table, tmp)
+
+
+def read_parquet(path: str | os.PathLike, columns: list[str] | None = None, what: str = "file", fix: str = ""):
+    """A parquet file as a pandas DataFrame, its page checksums verified (files written without them are read
+    unchecked); a damaged or unreadable file is an :class:`~gcnn_spin.errors.InputError` naming ``path``, what it
+    is and ``fix``."""
+    import pyarrow.parquet as pq
+
+    with reading(path, what, fix):
+        table = pq.read_table(path, columns=columns, use_pandas_metadata=True, page_checksum_verification=True)
+        return table.to_pandas()
 
 
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -27,7 +27,7 @@ import pandas as pd
 from . import layout
 from .config import ExperimentConfig, GridConfig
 from .errors import UserError, reading
-from .io import marker_path
+from .io import marker_path, read_parquet
 
 NR_SUFFIX = "_nr"
 
@@ -110,7 +110,8 @@ class Run:
         return pd.read_csv(self.path / layout.RUN_HISTORY)
 
     def test_predictions(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / layout.RUN_TEST_PREDICTIONS)
+        return read_parquet(self.path / layout.RUN_TEST_PREDICTIONS, what="test predictions",
+                            fix=f"delete {self.path} and train the run again")
 
 
 def _from_marker(path: Path) -> tuple[str, str, int, dict] | None:

@@ -1,6 +1,7 @@
 """Shared fixtures. Markers (slow, slurm, gpu, network) are registered strictly in pyproject.toml."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,6 +44,19 @@ def write_fake_tools(folder, names, body: str):
         tool.write_text(f"#!/bin/sh\n{body}\n")
         tool.chmod(0o755)
     return folder
+
+
+def flip_byte_in_column(path, column: str) -> None:
+    """Flip one bit in the middle of a parquet file's pages of ``column`` (its values, not the footer's names): the
+    file keeps its size, so only a content check can see it."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(path).metadata
+    chunk = metadata.row_group(0).column(metadata.schema.names.index(column))
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data = bytearray(Path(path).read_bytes())
+    data[start + chunk.total_compressed_size // 2] ^= 0x10
+    Path(path).write_bytes(bytes(data))
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,12 @@ import shutil
 import pandas as pd
 import pytest
 
+from conftest import flip_byte_in_column
 from gcnn_spin.analysis.runs import check_completeness
+from gcnn_spin.analysis.survey import merge_parts
 from gcnn_spin.cluster import infer, submit_train
 from gcnn_spin.data.store import open_store
-from gcnn_spin.errors import UserError
+from gcnn_spin.errors import InputError, UserError
 from gcnn_spin.io import marker_path, read_marker, write_json_atomic
 from gcnn_spin.layout import plan_path
 from gcnn_spin.run import finished_runs
@@ -190,8 +192,9 @@ def test_status_dry_run_and_collect_agree_on_stale_damaged_and_missing_parts(tin
                                                                              capsys):
     """The same outputs judged three ways (make status, --dry-run, collect), by default and with --deep: the same
     parts are not done, for the same reasons, and each says what it checked. Seed 1 is retrained in place (every
-    part stale), part 0 of seed 0 has one byte flipped in its middle (same size: only --deep reads it), part 1 of
-    seed 0 is deleted with its marker, part 2 of seed 0 is one byte shorter (every check sees a size)."""
+    part stale), part 0 of seed 0 has one byte of its p_cw values flipped (same size: only --deep and the part's
+    page checksums see it), part 1 of seed 0 is deleted with its marker, part 2 of seed 0 is one byte shorter (every
+    check sees a size)."""
     from gcnn_spin.artifacts import checked
     from gcnn_spin.cluster import arrays
 
@@ -207,9 +210,9 @@ def test_status_dry_run_and_collect_agree_on_stale_damaged_and_missing_parts(tin
     retrained["provenance"]["time_utc"] = "2031-06-01T00:00:00+00:00"  # unlike any other test's
     write_json_atomic(marker_path(run1), retrained)
     flipped = infer.part_path(pred, "resnet18", 0, 0)
-    data = bytearray(flipped.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    flipped.write_bytes(bytes(data))
+    flip_byte_in_column(flipped, "p_cw")
+    with pytest.raises(InputError, match=rf"^{flipped}: cannot read this prediction part \(.*checksum"):
+        merge_parts([flipped], progress=False)  # the default check passes it; its page checksum does not
     missing = infer.part_path(pred, "resnet18", 0, 1)
     missing.unlink()
     marker_path(missing).unlink()

@@ -1,10 +1,14 @@
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from conftest import flip_byte_in_column
 from gcnn_spin.artifacts import is_done
-from gcnn_spin.io import (atomic_path, config_hash, marker_path, read_marker, remove_stale_temporaries,
-                          write_marker)
+from gcnn_spin.errors import InputError
+from gcnn_spin.io import (atomic_path, config_hash, marker_path, read_marker, read_parquet, remove_stale_temporaries,
+                          write_marker, write_parquet_atomic)
 
 
 def test_atomic_path_replaces_target_only_on_success(tmp_path):
@@ -91,3 +95,24 @@ def test_a_failed_fsync_leaves_the_target_untouched(tmp_path, monkeypatch):
             tmp.write_text("new")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_a_flipped_byte_anywhere_in_a_parquet_pages_data_is_an_error_naming_the_file(tmp_path):
+    """Every page carries a CRC that read_parquet checks: a flip in any column's data is refused (a plain read
+    would return other numbers without a word); a file written without page CRCs is read as before."""
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"dr8_id": [f"1_{i}" for i in range(3000)], "p_cw": rng.random(3000, dtype=np.float32),
+                          "ra": rng.uniform(0, 360, 3000)})
+    path = tmp_path / "part-00000.parquet"
+    write_parquet_atomic(table, path)
+    pd.testing.assert_frame_equal(read_parquet(path), table)
+    clean = path.read_bytes()
+    for column in table.columns:
+        path.write_bytes(clean)
+        flip_byte_in_column(path, column)
+        with pytest.raises(InputError, match=rf"^{path}: cannot read this prediction part \(.*checksum.*\); "
+                                             "delete it and predict it again$"):
+            read_parquet(path, what="prediction part", fix="delete it and predict it again")
+    unchecked = tmp_path / "old.parquet"
+    table.to_parquet(unchecked, index=False)
+    pd.testing.assert_frame_equal(read_parquet(unchecked, ["ra"]), table[["ra"]])

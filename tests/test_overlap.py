@@ -194,6 +194,7 @@ def test_rotation_task_writes_output_and_marker_once(tmp_path, monkeypatch):
     from gcnn_spin.run import discover_runs
     from gcnn_spin.analysis.studies import load_study, run_rotation_task
     from gcnn_spin.io import read_marker, write_marker
+    from conftest import flip_byte_in_column
 
     run_dir = tmp_path / "runs" / "g_resnet18" / "seed1"
     run_dir.mkdir(parents=True)
@@ -217,6 +218,12 @@ def test_rotation_task_writes_output_and_marker_once(tmp_path, monkeypatch):
     assert rotate.angles == [] and read_marker(out) == first  # done: skipped
     tables, issues = load_study(tmp_path / "results", "rotation", [run])
     assert list(tables) == [("g_resnet18", 1)] and not issues
+
+    flip_byte_in_column(out, "p_cw_mean")  # same size: the marker still vouches for it
+    tables, issues = load_study(tmp_path / "results", "rotation", [run])
+    assert tables == {} and len(issues) == 1  # reported as damaged, never read
+    assert f"rotation study output {out.name}: damaged: {out}: cannot read this rotation study output" in \
+        issues[0].problem and "checksum" in issues[0].problem
 
 
 def test_the_study_codes_average_keeps_only_the_last_angle():

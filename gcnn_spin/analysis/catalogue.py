@@ -32,8 +32,8 @@ import pandas as pd
 
 from .. import __version__
 from ..conventions import OTHER, predicted_spirals
-from ..errors import UserError, reading
-from ..io import atomic_path, marker_path, provenance
+from ..errors import UserError
+from ..io import atomic_path, marker_path, provenance, read_parquet
 from . import sky
 
 STEM = "spin_catalogue"
@@ -127,8 +127,8 @@ def gz1_lookup(data: Path | None) -> pd.DataFrame | None:
     path = Path(data) / "catalogue.parquet" if data else None
     if path is None or not path.exists():
         return None
-    with reading(path, "dataset catalogue", "rerun data_prep/build_dataset.py"):
-        cat = pd.read_parquet(path, columns=["dr8_id", *PROBS, "label", "split"])
+    cat = read_parquet(path, ["dr8_id", *PROBS, "label", "split"], "dataset catalogue",
+                       "rerun data_prep/build_dataset.py")
     cat = cat[cat["dr8_id"].fillna("").astype(str) != ""].drop_duplicates("dr8_id")
     return cat.set_index(cat["dr8_id"].astype(str))
 
@@ -141,16 +141,15 @@ def labelled_rows(data: Path | None) -> pd.DataFrame:
     for split in LABELLED_SPLITS if data else ():
         path = store_rows_path(data, split)
         if path.exists():
-            with reading(path, "store rows", "rerun data_prep/build_dataset.py"):
-                rows = pd.read_parquet(path, columns=["dr8_id", "ra", "dec", *PROBS, "label", "ok"])
+            rows = read_parquet(path, ["dr8_id", "ra", "dec", *PROBS, "label", "ok"], "store rows",
+                                "rerun data_prep/build_dataset.py")
             frames.append(rows.assign(split=split))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def read_member_part(path: Path) -> pd.DataFrame:
     fix = f"delete it and its marker {marker_path(path)}, then rerun inference"
-    with reading(path, "prediction part", fix):
-        return pd.read_parquet(path, columns=["dr8_id", *PROBS])
+    return read_parquet(path, ["dr8_id", *PROBS], "prediction part", fix)
 
 
 def align(part_ids: np.ndarray, frame: pd.DataFrame, path: Path) -> tuple[np.ndarray, np.ndarray]:

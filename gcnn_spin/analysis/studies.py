@@ -24,9 +24,9 @@ from ..run import Run, discover_runs
 from .. import cli, layout
 from ..cluster import arrays, make, stage
 from ..cluster.make import Flag
-from ..errors import UserError
+from ..errors import InputError, UserError
 from ..artifacts import Verdict, is_done, verdict
-from ..io import config_hash, file_digest, read_marker, write_marker, write_parquet_atomic
+from ..io import config_hash, file_digest, read_marker, read_parquet, write_marker, write_parquet_atomic
 from . import recovery, rotation
 from .runs import Issue
 
@@ -116,8 +116,13 @@ def load_study(results: str | Path, study: str, runs: Sequence[Run]) -> tuple[di
         if found.done and made_from not in (None, run.identity):
             found = Verdict("stale", "made from an earlier training of this run (retrained since)")
         if found.done:
-            tables[(run.label, run.seed)] = pd.read_parquet(out)
-        elif found.state != "missing":
+            try:
+                tables[(run.label, run.seed)] = read_parquet(out, what=f"{study} study output",
+                                                             fix="delete it; the next studies submit redoes it")
+                continue
+            except InputError as err:  # e.g. a page checksum that does not match: reported, never read
+                found = Verdict("damaged", str(err))
+        if found.state != "missing":
             issues.append(Issue("study", run.label, run.seed, f"{study} study output {out.name}: {found}"))
         elif out.exists():
             issues.append(Issue("study", run.label, run.seed, f"{study} study output {out.name} has no marker"))

@@ -19,11 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..conventions import ACW, CW, OTHER, cvs, predicted_spirals
 from ..errors import reading
-from ..io import marker_path
+from ..io import marker_path, read_parquet
 
 PROB_COLUMNS = ["p_cw", "p_acw", "p_other"]
 
@@ -47,7 +46,7 @@ def merge_parts(parts: Sequence[str | Path], progress: bool = True, desc: str = 
             missing = [c for c in PROB_COLUMNS if c not in names]
             if missing:
                 raise ValueError(f"it lacks the columns {missing}")
-            table = pd.read_parquet(path, columns=[c for c in ("ra", "dec", *PROB_COLUMNS) if c in names])
+            table = read_parquet(path, [c for c in ("ra", "dec", *PROB_COLUMNS) if c in names], "prediction part", fix)
         calls = predicted_spirals(table[PROB_COLUMNS].to_numpy())
         for k in n:
             n[k] += int((calls == k).sum())

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..conventions import ACW, CW, OTHER, cvs, hard_class
+from ..io import read_parquet
 from ..layout import store_rows_path
 
 
@@ -33,9 +34,9 @@ def labelled_classes(data: str | Path) -> np.ndarray | None:
     """Hard labels of the labelled training set (train + val stores' rows, else the catalogue)."""
     data = Path(data)
     rows = [store_rows_path(data, split) for split in ("train", "val")]
-    frames = [pd.read_parquet(path) for path in rows if path.exists()]
+    frames = [read_parquet(path, what="store rows") for path in rows if path.exists()]
     if not frames and (data / "catalogue.parquet").exists():
-        cat = pd.read_parquet(data / "catalogue.parquet")
+        cat = read_parquet(data / "catalogue.parquet", what="dataset catalogue")
         frames = [cat[cat["split"].isin(["train", "val"])]]
     if not frames:
         return None

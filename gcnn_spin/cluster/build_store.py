@@ -32,8 +32,8 @@ from gcnn_spin.config import load_experiment
 from gcnn_spin.data.images import CUTOUT_SIZE, JpegTree
 from gcnn_spin.data.store import (ON_BAD, build_store, clean_rows, plan_shards, rows_digest, shard_problem,
                                   store_oversample, store_paths)
-from gcnn_spin.io import marker_path, read_marker
-from gcnn_spin.errors import UserError, reading
+from gcnn_spin.io import marker_path, read_marker, read_parquet
+from gcnn_spin.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,8 +60,7 @@ def load_rows(path: Path, split: str | None) -> pd.DataFrame:
 
 @functools.lru_cache(maxsize=2)
 def _load_rows(path: Path, split: str | None, mtime_ns: int) -> pd.DataFrame:
-    with reading(path, "rows parquet"):
-        rows = pd.read_parquet(path)
+    rows = read_parquet(path, what="rows parquet")
     if split is not None:
         if "split" not in rows.columns:
             raise UserError(f"--split {split}: {path} has no 'split' column")

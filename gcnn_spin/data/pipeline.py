@@ -41,8 +41,8 @@ from gcnn_spin.data.images import JpegTree
 from gcnn_spin.data.study import beside_study
 from gcnn_spin.artifacts import is_done, verdict
 from gcnn_spin.errors import reading
-from gcnn_spin.io import (atomic_path, config_hash, write_json_atomic, write_marker, write_parquet_atomic,
-                          write_text_atomic)
+from gcnn_spin.io import (atomic_path, config_hash, read_parquet, write_json_atomic, write_marker,
+                          write_parquet_atomic, write_text_atomic)
 from gcnn_spin.layout import store_path, store_report_path
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def stage_gz1(out: Path, inputs: Inputs, cfg: DataConfig, config: dict, on_bad: 
     """Stage 1 -> ``(gz1 table, reused)``."""
     output = out / "gz1.parquet"
     if is_done(output, config):
-        return pd.read_parquet(output), True
+        return read_parquet(output, what="data stage output", fix="delete it and build the dataset again"), True
     table = gz1.read_gz1(inputs.gz1, on_bad=on_bad, report_path=out / "gz1.skipped.csv")
     write_parquet_atomic(table, output)
     write_counts(_stage_counts(cfg, 1, table), out / "gz1.counts")
@@ -198,7 +198,7 @@ def stage_crossmatch(out: Path, gz1_df: pd.DataFrame, index: Callable[[], pd.Dat
     """Stage 2 -> ``(objid + match columns in gz1 order, reused)``."""
     output = out / "crossmatch.parquet"
     if is_done(output, config):
-        return pd.read_parquet(output), True
+        return read_parquet(output, what="data stage output", fix="delete it and build the dataset again"), True
     match = crossmatch.match_to_desi(gz1_df, index(), cfg.match_radius_arcsec, unique=True)
     match.insert(0, "objid", gz1_df["objid"].to_numpy())
     write_parquet_atomic(match, output)
@@ -216,7 +216,7 @@ def stage_sdss(out: Path, gz1_df: pd.DataFrame, match: pd.DataFrame, inputs: Inp
     """
     output = out / "sdss.parquet"
     if is_done(output, config):
-        return pd.read_parquet(output), True
+        return read_parquet(output, what="data stage output", fix="delete it and build the dataset again"), True
     matched = match["dr8_id"].to_numpy() != ""
     objects = gz1_df.loc[matched, ["objid", "ra", "dec"]]
     failed = pd.DataFrame(columns=["objid", "batch", "reason"])
@@ -253,7 +253,7 @@ def stage_catalogue(out: Path, gz1_df: pd.DataFrame, match: pd.DataFrame, photom
     """
     output = out / "catalogue.parquet"
     if is_done(output, config):
-        return pd.read_parquet(output), True
+        return read_parquet(output, what="data stage output", fix="delete it and build the dataset again"), True
     for name, part in (("crossmatch", match), ("sdss", photometry)):
         if not np.array_equal(part["objid"].to_numpy(), gz1_df["objid"].to_numpy()):
             raise RuntimeError(f"{name}.parquet is not aligned with gz1.parquet (stale outputs?): delete "
@@ -274,7 +274,7 @@ def stage_survey(out: Path, catalogue: pd.DataFrame, index: Callable[[], pd.Data
     """The survey set -> ``(rows, reused)``: the DESI index minus every train/val/test galaxy."""
     output = out / "survey.parquet"
     if is_done(output, config):
-        return pd.read_parquet(output), True
+        return read_parquet(output, what="data stage output", fix="delete it and build the dataset again"), True
     used = catalogue.loc[catalogue["split"].isin(selection.SPLITS), "dr8_id"]
     rows = crossmatch.survey_rows(index(), used)
     rows = rows.sort_values("dr8_id", kind="stable", ignore_index=True)  # dr8_id starts with the brick: locality
@@ -388,7 +388,7 @@ def plan_sdss(out_dir: str | os.PathLike, inputs: Inputs, cfg: DataConfig) -> st
         return f"SDSS DR7: from the table {inputs.sdss_photometry} (no request)"
     match_path = Path(out_dir) / "crossmatch.parquet"
     if is_done(match_path):
-        n_objects = int((pd.read_parquet(match_path, columns=["dr8_id"])["dr8_id"] != "").sum())
+        n_objects = int((read_parquet(match_path, ["dr8_id"])["dr8_id"] != "").sum())
     else:
         n_objects = table_rows(inputs.gz1)
     est = sdss.estimate(n_objects, requests_per_s=inputs.sdss_rate, batch_size=inputs.sdss_batch_size,

@@ -56,10 +56,10 @@ from gcnn_spin.artifacts import Verdict, verdict
 from gcnn_spin.ranges import format_ranges, group_of
 from gcnn_spin.config import ClusterProfile, DataConfig
 from gcnn_spin.data.images import FIELDS, BadImageError, ImageSource, check_field, margin_size, to_store_image
-from gcnn_spin.errors import UserError, reading
+from gcnn_spin.errors import UserError
 from gcnn_spin.layout import shard_output
 from gcnn_spin.io import (atomic_path, config_hash, file_digest, fsync_dir, fsync_file, marker_path, read_marker,
-                          write_json_atomic, write_marker)
+                          read_parquet, write_json_atomic, write_marker, write_parquet)
 
 ON_BAD = ("raise", "skip")
 #: Codec names accepted in ``DataConfig.codec`` (level from ``DataConfig.codec_level``).
@@ -296,12 +296,12 @@ def create_store(
 
     if not paths["shards"].exists():
         with _prepared_dir(paths["shards"]) as tmp:
-            rows.to_parquet(tmp / "plan.parquet")
+            write_parquet(rows, tmp / "plan.parquet", index=None)
             write_json_atomic(tmp / "build.json", {"config_hash": digest, "config": store_cfg})
     _check_hash(paths, digest, paths["build"], lambda p: json.loads(p.read_text())["config_hash"])
-    if rows_digest(pd.read_parquet(paths["plan"])) != rows_digest(rows):  # same galaxies, other labels
+    if rows_digest(read_parquet(paths["plan"])) != rows_digest(rows):  # same galaxies, other labels
         with atomic_path(paths["plan"], suffix=".parquet") as tmp_plan:
-            rows.to_parquet(tmp_plan)
+            write_parquet(rows, tmp_plan, index=None)
 
     if not (paths["store"] / "zarr.json").exists():
         with _prepared_dir(paths["store"]) as tmp:
@@ -349,7 +349,7 @@ def delete_store(path: str | os.PathLike) -> None:
 @functools.lru_cache(maxsize=2)
 def _plan_ids(plan: str, mtime_ns: int) -> np.ndarray:
     """dr8_ids of a build plan in store order, read once per process (a survey plan has millions)."""
-    return pd.read_parquet(plan, columns=["dr8_id"])["dr8_id"].astype(str).to_numpy()
+    return read_parquet(plan, ["dr8_id"], "store build plan")["dr8_id"].astype(str).to_numpy()
 
 
 def _remove_partials(store_path: Path, k: int) -> None:
@@ -525,13 +525,13 @@ def finalize_store(path: str | os.PathLike) -> dict[str, Any]:
         bad.extend(marker["bad"])
         shard_bytes.append(marker.get("bytes"))
         shard_sha256.append(marker.get("sha256", ""))
-    rows = pd.read_parquet(paths["plan"])
+    rows = read_parquet(paths["plan"], what="store build plan")
     planned = rows_digest(rows)
     rows["ok"] = True
     bad_df = pd.DataFrame(bad, columns=BAD_COLUMNS)
     rows.loc[bad_df["row"].to_numpy(dtype=np.int64), "ok"] = False
     with atomic_path(paths["rows"]) as out:
-        rows.to_parquet(out)
+        write_parquet(rows, out, index=None)
     with atomic_path(paths["bad"]) as out:
         bad_df.to_csv(out, index=False)
     digest = zarr.open_group(paths["store"], mode="r").attrs["config_hash"]
@@ -649,9 +649,8 @@ class Store:
                 )
             raise StoreError(f"{self.path}: every shard is built but the store was not finalised; rerun the build")
         self.images = group["images"]
-        with reading(self.paths["rows"], "store rows parquet",
-                     f"delete it and rerun the store's build, which rewrites it ({self.paths['rows'].name})"):
-            self.rows = pd.read_parquet(self.paths["rows"])
+        rebuild_rows = f"delete it and rerun the store's build, which rewrites it ({self.paths['rows'].name})"
+        self.rows = read_parquet(self.paths["rows"], what="store rows parquet", fix=rebuild_rows)
         if len(self.rows) != self.images.shape[0]:
             raise StoreError(
                 f"{self.paths['rows']} has {len(self.rows)} rows but {self.path} has {self.images.shape[0]} images"

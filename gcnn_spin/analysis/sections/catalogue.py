@@ -11,7 +11,7 @@ import pandas as pd
 
 from ... import layout
 from ...config import GridConfig
-from ...io import config_hash
+from ...io import config_hash, read_parquet
 from .. import catalogue, sky, sky_figures
 from ..report import Section
 from ..runs import Completeness, Issue, part_problems, read_part_plan
@@ -162,10 +162,11 @@ def catalogue_section(out: Output, completeness: Completeness, inputs: Catalogue
     members = members_of(completeness, out.allow_partial)
     identities, hashes = run_provenance(completeness, members)
     meta = catalogue.catalogue_meta(identities, store_identity(store), hashes, out.allow_partial)
-    rows = pq.read_table(store_paths(inputs.store)["rows"], columns=["dr8_id", "ra", "dec", "ok"])
+    rows = pq.read_table(store_paths(inputs.store)["rows"], columns=["dr8_id", "ra", "dec", "ok"],
+                         page_checksum_verification=True)
     truth = None
     if inputs.truth is not None:
-        table = pd.read_parquet(inputs.truth)
+        table = read_parquet(inputs.truth, what="truth table")
         truth = pd.Series(truth_classes(table), index=table["dr8_id"].astype(str)).loc[lambda s: s.index != ""]
         truth = truth[~truth.index.duplicated()]
     try:

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from ...errors import InputError
+from ...io import read_parquet
 from .. import figures, recovery
 from ..report import Section
 from ...run import Run, model_order
@@ -29,7 +31,7 @@ def recovery_section(out: Output, runs: Sequence[Run], incomplete: Mapping[str, 
     for run in runs:
         try:
             path = run_recovery_task(run, out.root, draws=draws, resample_seed=resample_seed)
-            table = pd.read_parquet(path)
+            table = read_parquet(path, what="CVS recovery output", fix="delete it; collect computes it again")
             found = recovery.spirals_found(run.test_predictions())
             dropped = sorted(set(recovery.CVS_LEVELS) - set(table["level"]))
             if dropped:
@@ -37,7 +39,7 @@ def recovery_section(out: Output, runs: Sequence[Run], incomplete: Mapping[str, 
                                  f"{', '.join(f'{c:+g}' for c in dropped)} left out: |CVS| must stay below "
                                  f"√N for N = {found['n_sz']} S/Z galaxies.")
             fit = recovery.fit_line(table["set_cvs"], table["pred_cvs"])
-        except ValueError as err:  # a data problem (no galaxy of one spin, too few S/Z galaxies to fit)
+        except (ValueError, InputError) as err:  # no galaxy of one spin, too few S/Z galaxies, or a damaged file
             section.text += f"\n\n{run.label} seed{run.seed}: no CVS recovery fit ({err})."
             continue
         found_rows.append({"model": run.label, "seed": run.seed, **found})

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...io import read_parquet
 from ...run import model_order
 from ...layout import store_rows_path
 from .. import figures
@@ -30,12 +31,12 @@ def validation_section(out: Output, truth: Path, data: Path | None, per_run: pd.
     and ``survey_incomplete``: the survey section's complete prediction sets and incomplete models.
     """
     written = Written(Section("Validation against the synthetic truth", TEXT))
-    truth_table = pd.read_parquet(truth)
+    truth_table = read_parquet(truth, what="truth table")
     true_class = truth_classes(truth_table)
     rows = [cvs_row("truth: every galaxy", true_class)]
     survey_rows = data and store_rows_path(data, "survey")
     if survey_rows and survey_rows.exists() and "dr8_id" in truth_table:
-        ids = pd.read_parquet(survey_rows, columns=["dr8_id"])["dr8_id"]
+        ids = read_parquet(survey_rows, ["dr8_id"], "store rows")["dr8_id"]
         rows.append(cvs_row("truth: survey galaxies", true_class[truth_table["dr8_id"].isin(ids).to_numpy()]))
     labelled = labelled_classes(data) if data else None
     train_cvs = math.nan

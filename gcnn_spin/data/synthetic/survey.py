@@ -36,7 +36,8 @@ from gcnn_spin.data.synthetic import catalogue, votes
 from gcnn_spin.data.synthetic.params import SurveyParams
 from gcnn_spin.data.synthetic.population import draw_population
 from gcnn_spin.data.synthetic.render import encode_jpeg, render_galaxy
-from gcnn_spin.io import atomic_path, config_hash, read_marker, write_json_atomic, write_marker, write_parquet_atomic
+from gcnn_spin.io import (atomic_path, config_hash, read_marker, read_parquet, write_json_atomic, write_marker,
+                          write_parquet_atomic)
 
 GZ1_FILE = "GalaxyZoo1_DR_table2.csv"
 DESI_FILE = "desi_index.parquet"
@@ -245,7 +246,7 @@ def summary(raw_dir: str | os.PathLike) -> pd.DataFrame:
     paths = survey_paths(raw_dir)
     table = pd.read_csv(paths["gz1"], usecols=["P_CW", "P_ACW"])
     labels = hard_class(soft_targets(table["P_CW"], table["P_ACW"], 1.0 - table["P_CW"] - table["P_ACW"]))
-    truth = pd.read_parquet(paths["truth"], columns=["in_gz1", "true_label"])
+    truth = read_parquet(paths["truth"], ["in_gz1", "true_label"], "truth table")
     return counts_table({"GZ1 labels (votes > 0.5)": labels,
                          "GZ1 truth": truth.loc[truth["in_gz1"], "true_label"].to_numpy(),
                          "survey-only truth": truth.loc[~truth["in_gz1"], "true_label"].to_numpy()})
