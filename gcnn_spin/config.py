@@ -4,21 +4,26 @@ Science settings (``ExperimentConfig``: data, training, grid) are kept apart fro
 (``ClusterProfile``: partition, GPUs, time, image). Shipped files live in ``gcnn_spin/configs/``;
 ``load_experiment("demo")`` finds a shipped one by name, any other argument is a path.
 
-Errors say whose they are: a file that is not valid TOML, or holds an unknown key or a value of the wrong type,
-is named with the line; a ``--set`` override that does (an unknown key, a wrong type) is named as the flag, never
-as the file it was applied to.
+A key that takes one of a fixed set of names is typed ``Literal[...]`` (the aliases below: the one list of those
+names; a module that needs them takes :func:`choices` of its alias) and checked here, at load, and whenever a config
+is built in code.
+
+Errors say whose they are: a file that is not valid TOML, or holds an unknown key, a value of the wrong type or a
+name that is not one of the key's choices, is named with the line; a ``--set`` override that does (an unknown key,
+a wrong type, no choice) is named as the flag, never as the file it was applied to.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import UserError
 
@@ -33,6 +38,60 @@ class ConfigError(UserError, ValueError):
         self.key = key
 
 
+# ----------------------------------------------------------------------------- choices
+
+#: ``data.field``: ``gcnn_spin.data.images.FIELDS``; the first is the default (stores record any other).
+ImageField = Literal["inscribed", "full_frame"]
+#: ``data.sdss_neighbours``: ``gcnn_spin.data.sdss.NEIGHBOUR_FUNCTIONS``.
+SdssNeighbours = Literal["all", "primary"]
+#: ``data.codec``: ``gcnn_spin.data.store.CODECS``.
+Codec = Literal["none", "zstd", "blosc-lz4", "blosc-lz4hc", "blosc-zstd", "blosc-zstd-bitshuffle",
+                "blosc-lz4-bitshuffle"]
+#: ``train.optimizer``: the one optimiser training builds (``gcnn_spin.train``).
+Optimizer = Literal["adamw"]
+#: ``train.tables_checkpoint``: the weights a finished run is evaluated and exported with
+#: (``gcnn_spin.analysis.sections.metrics.WEIGHTS`` names them).
+TablesCheckpoint = Literal["final", "least_val_loss"]
+#: ``rotation_study.kde``: ``gcnn_spin.analysis.overlap.KDE_METHODS``.
+KdeName = Literal["reflected", "study_code"]
+#: ``tables.spread_ddof``: ``gcnn_spin.analysis.collect.SPREADS``.
+SpreadDdof = Literal[1, 0]
+#: ``tables.val_columns``: ``gcnn_spin.analysis.sections.metrics.VAL_COLUMNS``.
+ValColumns = Literal["evaluated", "least_val_loss_epoch"]
+#: ``executor`` of a cluster profile: ``auto`` = SLURM where ``sbatch`` exists (``gcnn_spin.cluster.executor``).
+Executor = Literal["auto", "slurm", "local"]
+#: ``container_runtime`` of a cluster profile (``gcnn_spin.cluster.executor.python_command``).
+ContainerRuntime = Literal["apptainer", "podman"]
+
+
+def choices(tp: Any) -> tuple:
+    """The values of a ``Literal`` alias above, in order."""
+    return typing.get_args(tp)
+
+
+def check_choice(key: str, value: Any, tp: Any) -> Any:
+    """``value`` if it is one of :func:`choices` of ``tp`` (of the same type: ``true`` is not ``1``), else a
+    :class:`ConfigError` naming ``key``, the value and the choices."""
+    options = choices(tp)
+    if not any(type(value) is type(option) and value == option for option in options):
+        raise ConfigError(f"{key}={value!r}: must be one of {', '.join(map(str, options))}", key=key)
+    return value
+
+
+@functools.cache
+def _choice_fields(cls: type) -> dict[str, Any]:
+    return {name: tp for name, tp in typing.get_type_hints(cls).items() if typing.get_origin(tp) is Literal}
+
+
+class ChoicesChecked:
+    """Base of a dataclass whose ``Literal`` fields hold one of their choices, however it was made (loading a config
+    checks first, naming the dotted key and the line)."""
+
+    def __post_init__(self) -> None:
+        for name, tp in _choice_fields(type(self)).items():
+            check_choice(f"{type(self).__name__}.{name}", getattr(self, name), tp)
+
+
 @dataclasses.dataclass(frozen=True)
 class QualityCuts:
     """SDSS DR7 r-band cuts of the study."""
@@ -44,12 +103,12 @@ class QualityCuts:
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
+class DataConfig(ChoicesChecked):
     match_radius_arcsec: float = 10.0
     neighbour_radius_arcsec: float = 1.0
     #: Which SDSS detections count as neighbours: "all" (PhotoObjAll, dbo.fGetNearbyObjAllEq; the study's
     #: Table 1 drop) or "primary" (PhotoPrimary, dbo.fGetNearbyObjEq).
-    sdss_neighbours: str = "all"
+    sdss_neighbours: SdssNeighbours = "all"
     cuts: QualityCuts = QualityCuts()
     test_fraction: float = 0.2
     val_fraction: float = 0.1  # of the downsampled train/val set
@@ -68,16 +127,16 @@ class DataConfig:
     train_oversample: int = 1
     #: Image field: "inscribed" (the square inscribed in the rotated cutout, no padding visible) or "full_frame"
     #: (the study's code: the whole cutout resized to S, rotated first with reflect-101 corners). Stores record it.
-    field: str = "inscribed"
+    field: ImageField = "inscribed"
     chunk_images: int = 32
     shard_images: int = 1024
-    codec: str = "zstd"
+    codec: Codec = "zstd"
     codec_level: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    optimizer: str = "adamw"
+class TrainConfig(ChoicesChecked):
+    optimizer: Optimizer = "adamw"
     lr: float = 1e-4
     weight_decay: float = 1e-2
     batch_size: int = 100
@@ -98,7 +157,7 @@ class TrainConfig:
     max_train_batches: int = 0  # 0 = all; >0 caps batches per epoch (smoke tests)
     #: Weights the metrics, test predictions and export come from: "final" (the last epoch) or "least_val_loss"
     #: (the epoch of least validation loss, saved whenever it improves; resumable like the checkpoint).
-    tables_checkpoint: str = "final"
+    tables_checkpoint: TablesCheckpoint = "final"
 
     def epochs_for(self, model: str) -> int:
         if not self.rotate and self.epochs_no_rotation:
@@ -117,7 +176,7 @@ class GridConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class RotationStudyConfig:
+class RotationStudyConfig(ChoicesChecked):
     """The MC-dropout rotation study (``gcnn_spin.analysis.rotation``). Analysis only: no part of a run's identity.
 
     Defaults are this project's choices; the study config sets what the study's code ran (``docs/study_deviations.md``).
@@ -129,22 +188,22 @@ class RotationStudyConfig:
     n_images: int = 1000
     #: "reflected" (kernels reflected at 0 and 1, 512 points, trapezoid) or "study_code" (unreflected, 100 points,
     #: rectangle sum): ``gcnn_spin.analysis.overlap.KDE_METHODS``.
-    kde: str = "reflected"
+    kde: KdeName = "reflected"
     #: Reuse one backbone pass for the MC passes of an angle (the same samples; ``gcnn_spin.models.mc``).
     head_only: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
-class TablesConfig:
+class TablesConfig(ChoicesChecked):
     """How ``collect`` summarises over seeds. Analysis only: no part of a run's identity."""
 
     #: Delta degrees of freedom of every spread over seeds (±): 1 = the sample standard deviation, 0 = the study's
     #: ``np.std`` (smaller by sqrt((n-1)/n)).
-    spread_ddof: int = 1
+    spread_ddof: SpreadDdof = 1
     #: Where Tables 6-7's val columns come from: "evaluated" (the weights the run exported, ``metrics.json``) or
     #: "least_val_loss_epoch" (``history.csv`` at the epoch of least validation loss, as the study's code reported
     #: them beside its final-weight test columns).
-    val_columns: str = "evaluated"
+    val_columns: ValColumns = "evaluated"
 
 
 #: Sections of an experiment config that only analyses read: left out of a training run's identity, so changing
@@ -180,11 +239,11 @@ def training_identity(cfg: ExperimentConfig, model: str) -> dict[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
-class ClusterProfile:
+class ClusterProfile(ChoicesChecked):
     """Where and with what resources array tasks run. Nothing here changes a result."""
 
     name: str = "local"
-    executor: str = "auto"  # auto | slurm | local
+    executor: Executor = "auto"
     partition: str = "a100"
     account: str = ""
     qos: str = ""
@@ -195,7 +254,7 @@ class ClusterProfile:
     max_array_size: int = 1000  # stay under SLURM's MaxArraySize (default 1001)
     array_parallelism: int = 64
     container_image: str = ""  # apptainer: a .sif file; podman: an image name; empty = run in the project's venv
-    container_runtime: str = "apptainer"  # apptainer | podman (same binds)
+    container_runtime: ContainerRuntime = "apptainer"  # same binds
     container_command: str = ""  # the runtime's executable or a wrapper of it; empty = container_runtime
     bind: tuple[str, ...] = ()  # folders bound besides those the stage's tasks read and write
     extra_sbatch: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -210,6 +269,8 @@ def _is_dataclass_type(tp: Any) -> bool:
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        return check_choice(where, value, tp)
     if _is_dataclass_type(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a table, got {value!r}", key=where)

@@ -56,9 +56,6 @@ class CheckpointError(RuntimeError):
 
 TRAINING_SPLITS = ("train", "val", "test")
 
-#: ``train.tables_checkpoint``: the weights a finished run is evaluated and exported with.
-TABLES_CHECKPOINTS = ("final", "least_val_loss")
-
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
@@ -104,9 +101,6 @@ def check_run(model: str, seed: int, cfg: ExperimentConfig, seed_from: str = "gr
                         "finished with untrained weights)")
     if cfg.train.batch_size < 1:
         raise UserError(f"train.batch_size={cfg.train.batch_size}: must be at least 1")
-    if cfg.train.tables_checkpoint not in TABLES_CHECKPOINTS:
-        raise UserError(f"train.tables_checkpoint={cfg.train.tables_checkpoint!r}: must be one of "
-                        f"{', '.join(TABLES_CHECKPOINTS)}")
 
 
 def model_options_for(model: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -66,8 +66,8 @@ def test_auto_falls_back_to_local_and_slurm_without_sbatch_raises(no_slurm):
 
 
 def test_unknown_executor_names_the_valid_ones():
-    with pytest.raises(ConfigError, match="'slrum'.*auto.*slurm.*local"):
-        executor.resolve_backend(ClusterProfile(executor="slrum"))
+    with pytest.raises(ConfigError, match="executor='slrum': must be one of auto, slurm, local"):
+        load_cluster("local", ["executor=slrum"])
 
 
 def test_profile_maps_to_namespaced_parameters():
@@ -180,8 +180,8 @@ def test_podman_runtime_runs_the_image_read_only_with_the_same_binds(tmp_path):
     cpu = dataclasses.replace(profile, gpus_per_task=0, container_command="")
     cmd = shlex.split(executor.python_command(cpu, logs))
     assert cmd[0] == "podman" and "--device" not in cmd
-    with pytest.raises(ConfigError, match="container_runtime 'docker'"):
-        executor.python_command(dataclasses.replace(profile, container_runtime="docker"), logs)
+    with pytest.raises(ConfigError, match="container_runtime='docker': must be one of apptainer, podman"):
+        dataclasses.replace(profile, container_runtime="docker")
 
 
 def test_missing_container_image_raises(tmp_path):

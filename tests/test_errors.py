@@ -25,6 +25,9 @@ BAD_CALLS = {
                                  r"--set train.epoch=3: train: unknown key\(s\) \['epoch'\]"),
     "train: wrong value type": (TRAIN + ["--data", "{tmp}", "--set", "train.epochs=many"],
                                 "--set train.epochs=many: train.epochs: expected an integer, got 'many'"),
+    "train: a name that is not a choice": (TRAIN + ["--data", "{tmp}", "--set", "train.tables_checkpoint=best"],
+                                           "--set train.tables_checkpoint=best: train.tables_checkpoint='best': "
+                                           "must be one of final, least_val_loss"),
     "train: unknown model": (["-m", "gcnn_spin.train", "--model", "resnet19", "--seed", "0", "--data", "{tmp}",
                               "--out", "{tmp}/run"], "unknown model 'resnet19'; valid: "),
     "predict: missing store": (["-m", "gcnn_spin.predict", "--run", "{tmp}/run", "--store", "{tmp}/none.zarr",
@@ -35,6 +38,10 @@ BAD_CALLS = {
     "submit_train dry run: misspelt --cluster-set": (
         ["-m", "gcnn_spin.cluster.submit_train", "--data", "{tmp}", "--cluster", "local", "--dry-run",
          "--cluster-set", "partiton=h100"], r"--cluster-set partiton=h100: .*unknown key\(s\) \['partiton'\]"),
+    "submit_train dry run: a cluster name that is not a choice": (
+        ["-m", "gcnn_spin.cluster.submit_train", "--data", "{tmp}", "--cluster", "local", "--dry-run",
+         "--cluster-set", "executor=slrum"],
+        "--cluster-set executor=slrum: executor='slrum': must be one of auto, slurm, local"),
     "build_store: corrupt rows parquet": (["data_prep/build_store.py", "--rows", "{tmp}/garbage.parquet", "--images",
                                            "{tmp}", "--out", "{tmp}/stores/train.zarr"],
                                           "{tmp}/garbage.parquet: cannot read this rows parquet"),

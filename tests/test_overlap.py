@@ -260,7 +260,7 @@ def test_study_code_kde_is_the_studys_formula(rng):
     piled = np.zeros((1, 1, 10, 3))
     assert 0.45 < overlaps(piled, kde="study_code")["eta_sz"][0, 0] < 0.6
     assert overlaps(piled)["eta_sz"][0, 0] == pytest.approx(1.0, abs=1e-6)
-    with pytest.raises(ValueError, match="unknown KDE"):
+    with pytest.raises(ValueError, match="rotation_study.kde='silverman': must be one of reflected, study_code"):
         overlaps(probs, kde="silverman")
 
 

@@ -60,7 +60,7 @@ def test_requests_are_batched_sorted_and_stable():
     assert len({r.key for r in requests}) == 3
     primary = build_requests(objects, batch_size=25, neighbours="primary")[0].sql
     assert "dbo.fGetNearbyObjEq(" in primary and "AllEq" not in primary
-    with pytest.raises(ValueError, match="neighbours must be one of"):
+    with pytest.raises(ValueError, match="data.sdss_neighbours='secondary': must be one of all, primary"):
         build_requests(objects, neighbours="secondary")
 
 

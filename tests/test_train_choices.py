@@ -10,7 +10,6 @@ import torch
 from gcnn_spin import train as train_mod
 from gcnn_spin.config import load_experiment
 from gcnn_spin.data.study_split import STUDY_CODE_TRAIN_FRACTION, study_code_train_size, training_sets
-from gcnn_spin.errors import UserError
 from gcnn_spin.train import CheckpointError, RunSpec, train
 
 #: Added to the real validation loss per epoch: epoch 2 is the least, the last two rise above it.
@@ -120,11 +119,6 @@ def test_a_lost_best_weights_file_is_refused_on_resume(tiny_dataset, tmp_path, m
     (out / "best_weights.pt").unlink()
     with pytest.raises(CheckpointError, match="epoch 2"):
         train(spec, out, progress=False)
-
-
-def test_an_unknown_tables_checkpoint_is_refused(tiny_dataset, tmp_path):
-    with pytest.raises(UserError, match="tables_checkpoint"):
-        train(_spec(tiny_dataset, ["train.tables_checkpoint=\"best\""]), tmp_path / "run", progress=False)
 
 
 @pytest.mark.parametrize("n", [2, 7, 10, 11, 99, 35988, 166945])

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from .. import cli
 from ..artifacts import checked
-from ..config import ConfigError, load_experiment
+from ..config import ChoicesChecked, SpreadDdof, ValColumns, load_experiment
 from ..layout import store_path
 from .recovery import N_DRAWS
 from .report import Figure, write_report
@@ -51,7 +51,7 @@ from .sections.attribution import attribution_section
 from .sections.common import Output, Written
 from .sections.catalogue import CatalogueInputs, catalogue_section
 from .sections.completeness import completeness_section
-from .sections.metrics import VAL_COLUMNS, metrics_section, per_run_metrics
+from .sections.metrics import metrics_section, per_run_metrics
 from .sections.recovery import recovery_section
 from .sections.reflection import reflection_section
 from .sections.rotation import rotation_section
@@ -65,9 +65,10 @@ EXIT_INCOMPLETE = 3
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(ChoicesChecked):
     """What to collect and where to write it. ``store``: the survey store, for the expected number of parts
-    (default: ``DATA/stores/survey.zarr`` when ``data`` has one); ``truth``: synthetic surveys only."""
+    (default: ``DATA/stores/survey.zarr`` when ``data`` has one); ``truth``: synthetic surveys only;
+    ``spread_ddof`` and ``val_columns``: as the config's ``[tables]``, checked the same way."""
 
     runs: Path
     out: Path
@@ -82,8 +83,8 @@ class Settings:
     resample_seed: int = 0
     progress: bool = True
     figures: bool = True
-    spread_ddof: int = 1
-    val_columns: str = "evaluated"  # tables.val_columns (gcnn_spin.analysis.sections.metrics.VAL_COLUMNS)
+    spread_ddof: SpreadDdof = 1
+    val_columns: ValColumns = "evaluated"  # tables.val_columns (gcnn_spin.analysis.sections.metrics.VAL_COLUMNS)
     deep: bool = False  # hash every prediction part (artifacts.checked), not only markers and sizes
 
     def survey_store(self) -> Path | None:
@@ -104,7 +105,8 @@ class Outcome:
     exit_code: int
 
 
-#: The spreads over seeds ``collect`` can show (``tables.spread_ddof``), as the report names them.
+#: The spreads over seeds ``collect`` can show (keys: the choices of ``tables.spread_ddof``), as the report names
+#: them.
 SPREADS = {1: "sample standard deviations over seeds (ddof 1)",
            0: "standard deviations over seeds with ddof 0 (the study's np.std: sqrt((n-1)/n) times the sample one)"}
 
@@ -115,14 +117,8 @@ def spread_note(ddof: int) -> str:
 
 
 def table_settings(cfg) -> dict:
-    """The :class:`Settings` fields an experiment config's ``[tables]`` sets, checked."""
+    """The :class:`Settings` fields an experiment config's ``[tables]`` sets (checked when it was loaded)."""
     tables = cfg.tables
-    if tables.spread_ddof not in SPREADS:
-        raise ConfigError(f"tables.spread_ddof={tables.spread_ddof}: must be one of {sorted(SPREADS)}",
-                          key="tables.spread_ddof")
-    if tables.val_columns not in VAL_COLUMNS:
-        raise ConfigError(f"tables.val_columns={tables.val_columns!r}: must be one of {', '.join(VAL_COLUMNS)}",
-                          key="tables.val_columns")
     return {"spread_ddof": tables.spread_ddof, "val_columns": tables.val_columns}
 
 

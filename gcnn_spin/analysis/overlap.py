@@ -28,6 +28,8 @@ import math
 
 import numpy as np
 
+from ..config import KdeName, check_choice
+
 BANDWIDTH = 0.1
 N_GRID = 512
 _CHUNK_ELEMENTS = 2_000_000  # bound on rows x samples x grid points evaluated at once
@@ -43,16 +45,14 @@ class KdeMethod:
     rule: str = "trapezoid"  # or "rectangle": sum(min) * 1/n_grid, as the study's code
 
 
+#: Keyed by the choices of ``rotation_study.kde`` (``gcnn_spin.config.KdeName``).
 KDE_METHODS: dict[str, KdeMethod] = {"reflected": KdeMethod(),
                                      "study_code": KdeMethod(reflect=False, n_grid=100, rule="rectangle")}
 
 
 def kde_method(name: str) -> KdeMethod:
     """The named :class:`KdeMethod`; an unknown name raises with the valid ones."""
-    try:
-        return KDE_METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown KDE method {name!r}; valid: {', '.join(KDE_METHODS)}") from None
+    return KDE_METHODS[check_choice("rotation_study.kde", name, KdeName)]
 
 
 def grid(n_grid: int = N_GRID) -> np.ndarray:

@@ -166,15 +166,10 @@ def _test_store(args: argparse.Namespace) -> Path:
 
 def rotation_settings(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     """The rotation study's identity settings and whether to sample head-only: the config's ``[rotation_study]``,
-    ``--n-images``/``--passes`` on top; a KDE method that does not exist is a user error."""
+    ``--n-images``/``--passes`` on top."""
     from ..config import load_experiment
-    from .overlap import kde_method
 
     cfg = load_experiment(args.config, args.overrides).rotation_study
-    try:
-        kde_method(cfg.kde)
-    except ValueError as err:
-        raise UserError(f"rotation_study.kde: {err}") from None
     return {"n_images": cfg.n_images if args.n_images is None else args.n_images,
             "n_passes": cfg.n_passes if args.passes is None else args.passes, "select_seed": args.select_seed,
             "angles_deg": tuple(cfg.angles_deg), "kde": cfg.kde}, cfg.head_only

@@ -24,8 +24,6 @@ from gcnn_spin.config import ClusterProfile, ConfigError
 from gcnn_spin.errors import UserError
 from gcnn_spin.layout import bind_roots
 
-EXECUTORS = ("auto", "slurm", "local")
-RUNTIMES = ("apptainer", "podman")
 # What a task in a podman container must see of the job's environment (apptainer passes all of it).
 PODMAN_ENV = ("SLURM_*", "SUBMITIT_*", "CUDA_VISIBLE_DEVICES", "GCNN_SPIN_*")
 
@@ -36,8 +34,6 @@ class BackendError(UserError, RuntimeError):
 
 def resolve_backend(profile: ClusterProfile) -> str:
     """``"slurm"`` or ``"local"``: ``auto`` picks SLURM where ``sbatch`` is on the PATH."""
-    if profile.executor not in EXECUTORS:
-        raise ConfigError(f"cluster profile {profile.name!r}: executor {profile.executor!r} is not one of {EXECUTORS}")
     has_slurm = shutil.which("sbatch") is not None and shutil.which("srun") is not None
     if profile.executor == "slurm" and not has_slurm:
         raise BackendError(f"cluster profile {profile.name!r} asks for SLURM, but sbatch/srun are not on the PATH")
@@ -84,9 +80,6 @@ def python_command(profile: ClusterProfile, log_dir: str | Path, paths: Sequence
     """
     if not profile.container_image:
         return None
-    if profile.container_runtime not in RUNTIMES:
-        raise ConfigError(f"cluster profile {profile.name!r}: container_runtime {profile.container_runtime!r} is "
-                          f"not one of {RUNTIMES}")
     binds = container_binds(profile, log_dir, paths)
     runtime = shlex.split(profile.container_command) or [profile.container_runtime]
     if profile.container_runtime == "podman":

@@ -24,6 +24,8 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from gcnn_spin.config import ImageField, check_choice, choices
+
 CUTOUT_SIZE = 424  # px, Galaxy Zoo DESI jpg cutouts (0.262"/px)
 
 
@@ -44,15 +46,14 @@ class ImageSource(Protocol):
     def load(self, dr8_id: str) -> np.ndarray: ...
 
 
-#: Image fields a store can serve (see above); the first is the default.
-FIELDS = ("inscribed", "full_frame")
+#: Image fields a store can serve (see above; ``data.field``); the first is the default.
+FIELDS = choices(ImageField)
 
 
 def check_field(field: str) -> str:
-    """``field`` if it is one of :data:`FIELDS`, else a ValueError naming the valid ones."""
-    if field not in FIELDS:
-        raise ValueError(f"data.field must be one of {list(FIELDS)}, got {field!r}")
-    return field
+    """``field`` if it is one of :data:`FIELDS`, else a ValueError naming the valid ones (a store's recorded field
+    or a caller's argument: a config's was checked at load)."""
+    return check_choice("data.field", field, ImageField)
 
 
 def margin_size(image_size: int) -> int:

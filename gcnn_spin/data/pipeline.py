@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gcnn_spin.config import ConfigError, DataConfig
+from gcnn_spin.config import DataConfig
 from gcnn_spin.conventions import counts_table
 from gcnn_spin.data import crossmatch, cutouts, gz1, sdss, selection
 from gcnn_spin.data.bad_rows import check_on_bad
@@ -151,9 +151,6 @@ def stage_configs(inputs: Inputs, cfg: DataConfig, on_bad: str) -> dict[str, dic
                              "match_radius_arcsec": cfg.match_radius_arcsec, "unique": True}
     source = ({"table": fingerprint(inputs.sdss_photometry)} if inputs.sdss_photometry is not None
               else {"skyserver_dr": sdss.DATA_RELEASE})
-    if cfg.sdss_neighbours not in sdss.NEIGHBOUR_FUNCTIONS:
-        raise ConfigError(f"data.sdss_neighbours must be one of {list(sdss.NEIGHBOUR_FUNCTIONS)}, "
-                          f"got {cfg.sdss_neighbours!r}")
     configs["sdss"] = {"stage": "sdss", "after": config_hash(configs["crossmatch"]), "source": source,
                        "neighbour_radius_arcsec": cfg.neighbour_radius_arcsec, "on_bad": on_bad}
     if inputs.sdss_photometry is None:  # a supplied table made its own choice (see the shipped SQL)

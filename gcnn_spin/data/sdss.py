@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from gcnn_spin.config import SdssNeighbours, check_choice
 from gcnn_spin.data.bad_rows import EmptyInputError, RowProblems, check_on_bad, missing_columns, require_rows
 from gcnn_spin.data.http import RateLimiter, RetryableError, retry_call
 from gcnn_spin.data.parse import parse_numbers, parse_objid
@@ -56,7 +57,8 @@ PHOTOMETRY_FILE_COLUMNS: tuple[str, ...] = ("objID", "petroR50_r", "petroR50Err_
                                             "n_neighbours_1arcsec")
 PHOTOMETRY_FILE_OPTIONAL: tuple[str, ...] = ("petroMag_r",)
 DATA_RELEASE = 7
-#: The neighbour searches: ``all`` detections (PhotoObjAll) or ``primary`` objects only (PhotoPrimary).
+#: The neighbour searches: ``all`` detections (PhotoObjAll) or ``primary`` objects only (PhotoPrimary); keyed by
+#: the choices of ``data.sdss_neighbours`` (``gcnn_spin.config.SdssNeighbours``).
 NEIGHBOUR_FUNCTIONS = {"all": "dbo.fGetNearbyObjAllEq", "primary": "dbo.fGetNearbyObjEq"}
 DEFAULT_NEIGHBOURS = "all"
 #: IIS request filtering's default ``maxQueryString`` (bytes); SkyServer runs on IIS and astroquery uses GET.
@@ -97,10 +99,8 @@ def casjobs_sql() -> str:
 
 
 def neighbour_function(neighbours: str) -> str:
-    try:
-        return NEIGHBOUR_FUNCTIONS[neighbours]
-    except KeyError:
-        raise ValueError(f"neighbours must be one of {list(NEIGHBOUR_FUNCTIONS)}, got {neighbours!r}") from None
+    """The SQL function of a ``data.sdss_neighbours`` name; another name raises, naming the choices."""
+    return NEIGHBOUR_FUNCTIONS[check_choice("data.sdss_neighbours", neighbours, SdssNeighbours)]
 
 
 def photometry_sql(source: str, *, neighbours: str = DEFAULT_NEIGHBOURS, radius_arcsec: float = 1.0,

@@ -54,16 +54,16 @@ from tqdm.auto import tqdm
 
 from gcnn_spin.artifacts import Verdict, verdict
 from gcnn_spin.ranges import format_ranges, group_of
-from gcnn_spin.config import ClusterProfile, DataConfig
-from gcnn_spin.data.images import FIELDS, BadImageError, ImageSource, check_field, margin_size, to_store_image
+from gcnn_spin.config import ClusterProfile, Codec, DataConfig, choices
+from gcnn_spin.data.images import FIELDS, BadImageError, ImageSource, margin_size, to_store_image
 from gcnn_spin.errors import UserError
 from gcnn_spin.layout import shard_output
 from gcnn_spin.io import (atomic_path, config_hash, file_digest, fsync_dir, fsync_file, marker_path, read_marker,
                           read_parquet, write_json_atomic, write_marker, write_parquet)
 
 ON_BAD = ("raise", "skip")
-#: Codec names accepted in ``DataConfig.codec`` (level from ``DataConfig.codec_level``).
-CODECS = ("none", "zstd", "blosc-lz4", "blosc-lz4hc", "blosc-zstd", "blosc-zstd-bitshuffle", "blosc-lz4-bitshuffle")
+#: Codec names ``DataConfig.codec`` takes (level from ``DataConfig.codec_level``): ``gcnn_spin.config.Codec``.
+CODECS = choices(Codec)
 BAD_COLUMNS = ["row", "dr8_id", "path", "reason"]
 #: Version of the on-disk format (group attribute ``format``); 2: every chunk carries a checksum.
 STORE_FORMAT = 2
@@ -177,18 +177,15 @@ def _check_layout(cfg: DataConfig) -> None:
 def compressors_for(codec: str, level: int, checksum: bool = True) -> tuple | None:
     """Zarr v3 compressor(s) for a :data:`CODECS` name with a checksum of every chunk that is verified on every
     read (``checksum``): zstd's own frame checksum (XXH64 of the data, the cheapest), else a CRC-32C of the
-    compressed bytes (zarr's ``crc32c`` codec). ``None`` = stored raw and unchecked."""
+    compressed bytes (zarr's ``crc32c`` codec). ``None`` = stored raw and unchecked. ``codec``: a config's, so
+    one of them (checked at load)."""
     checked = (zarr.codecs.Crc32cCodec(),) if checksum else ()
     if codec == "none":
         return checked or None
     if codec == "zstd":
         return (zarr.codecs.ZstdCodec(level=level, checksum=checksum),)
-    if codec.startswith("blosc-"):
-        cname, _, shuffle = codec.removeprefix("blosc-").partition("-")
-        if codec in CODECS:
-            return (zarr.codecs.BloscCodec(cname=cname, clevel=level, shuffle=shuffle or "noshuffle", typesize=1),
-                    ) + checked
-    raise ValueError(f"unknown codec {codec!r}; valid: {list(CODECS)}")
+    cname, _, shuffle = codec.removeprefix("blosc-").partition("-")
+    return (zarr.codecs.BloscCodec(cname=cname, clevel=level, shuffle=shuffle or "noshuffle", typesize=1),) + checked
 
 
 def rows_digest(rows: pd.DataFrame) -> str:
@@ -213,7 +210,7 @@ def _store_config(rows: pd.DataFrame, cfg: DataConfig, margin: bool, oversample:
     }
     if oversample != 1:  # only then: the hashes of existing plain stores stay valid
         config["oversample"] = int(oversample)
-    if check_field(cfg.field) != FIELDS[0]:  # likewise
+    if cfg.field != FIELDS[0]:  # likewise
         config["field"] = cfg.field
     return config
 

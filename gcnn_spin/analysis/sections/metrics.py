@@ -20,9 +20,9 @@ PER_RUN_COLUMNS = ["model", "seed", "epochs", "val_loss", "val_accuracy", "test_
                    "best_val_epoch", "weights_epoch", "val_epoch", "tables_checkpoint", "val_on_training_galaxies",
                    "train_hours",
                    "equivariance_error"]
-#: How the report names each ``train.tables_checkpoint``.
+#: How the report names each ``train.tables_checkpoint`` (keys: its choices).
 WEIGHTS = {"final": "the final epoch", "least_val_loss": "the epoch of least validation loss"}
-#: ``tables.val_columns``: where the val columns come from, as the report names it.
+#: ``tables.val_columns``: where the val columns come from, as the report names it (keys: its choices).
 VAL_COLUMNS = {"evaluated": "the evaluated weights",
                "least_val_loss_epoch": "the training history at the epoch of least validation loss (the study's code)"}
 
@@ -30,11 +30,9 @@ VAL_COLUMNS = {"evaluated": "the evaluated weights",
 def val_columns_of(run: Run, metrics: Mapping[str, Any], source: str) -> tuple[float, float, int | None]:
     """``(val loss, val accuracy, epoch)`` of a run for Tables 6-7: from ``metrics.json`` (``"evaluated"``; the
     epoch of the weights it evaluated) or from ``history.csv`` at its least ``val_loss`` (the first on ties, as the
-    study's ``np.argmin``)."""
+    study's ``np.argmin``). ``source``: one of :data:`VAL_COLUMNS` (``Settings`` checks it)."""
     if source == "evaluated":
         return metrics["val"]["loss"], metrics["val"]["accuracy"], metrics.get("weights_epoch", metrics.get("epochs"))
-    if source != "least_val_loss_epoch":
-        raise ValueError(f"tables.val_columns={source!r}: must be one of {', '.join(VAL_COLUMNS)}")
     history = run.history()
     if not len(history):
         raise ValueError(f"{run.path}: history.csv has no epochs; tables.val_columns = \"least_val_loss_epoch\" "
