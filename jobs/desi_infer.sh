@@ -19,7 +19,11 @@
 # container). sbatch's own SBATCH_PARTITION, SBATCH_ACCOUNT (and any command-line option) override the lines
 # below, which are the a100 profile (gcnn_spin/configs/cluster/a100.toml; a test keeps them equal).
 # Time limit: SLURM sends USR1 to this script 10 min before it; the trap requeues the task, which then redoes the
-# part it was writing (a part is written to a temporary file and renamed, so it is never half there).
+# part it was writing (a part is written to a temporary file and renamed, so it is never half there). An array task
+# sets the trap first, so a USR1 at any later moment (before, while or after the stage runs) requeues it exactly
+# once, stops the stage and exits 0 (scontrol's status if that fails). After the trap the task runs no command
+# substitution: bash 5.2 runs a trap that came during one while it parses the next, fails on "unexpected EOF while
+# looking for matching `)'" and exits 2 without requeueing.
 # --open-mode=append: a requeued task adds to its log instead of truncating it.
 #
 #SBATCH --job-name=gcnn_spin-infer
@@ -34,8 +38,20 @@
 #SBATCH --output=logs/%A_%a.out
 set -euo pipefail
 
+requeue() {
+    trap '' USR1  # a second signal must not requeue again
+    echo "gcnn_spin-infer: time limit near: requeueing task $SLURM_ARRAY_TASK_ID (job $SLURM_JOB_ID)"
+    local status=0
+    scontrol requeue "$SLURM_JOB_ID" || status=$?
+    # $! rather than a saved pid: the signal may come between starting the stage and saving its pid.
+    if [[ -n ${!:-} ]]; then kill -TERM "$!" 2>/dev/null || true; wait "$!" || true; fi
+    exit "$status"
+}
+if [[ -n ${SLURM_ARRAY_TASK_ID:-} ]]; then trap requeue USR1; fi
+
 for old in STORE RUNS PRED CLUSTER MODELS SEEDS BATCH_SIZE; do
-    if [[ -n ${!old+set} && -z $(printenv "GCNN_SPIN_$old" || true) ]]; then
+    prefixed=GCNN_SPIN_$old
+    if [[ -n ${!old+set} && -z ${!prefixed:-} ]]; then
         echo "desi_infer.sh: \$$old is not read (a site may set it); use GCNN_SPIN_STORE, GCNN_SPIN_RUNS," \
              "GCNN_SPIN_PRED, GCNN_SPIN_CLUSTER, GCNN_SPIN_MODELS, GCNN_SPIN_SEEDS, GCNN_SPIN_BATCH_SIZE" >&2
         exit 2
@@ -46,13 +62,19 @@ runs=${GCNN_SPIN_RUNS:-runs}
 pred=${GCNN_SPIN_PRED:-predictions}
 cluster=${GCNN_SPIN_CLUSTER:-a100}
 selection=()
-[[ -n ${GCNN_SPIN_MODELS:-} ]] && selection+=(--models ${GCNN_SPIN_MODELS})
-[[ -n ${GCNN_SPIN_SEEDS:-} ]] && selection+=(--seeds ${GCNN_SPIN_SEEDS})
+if [[ -n ${GCNN_SPIN_MODELS:-} ]]; then
+    read -ra models <<< "$GCNN_SPIN_MODELS"; selection+=(--models "${models[@]}")
+fi
+if [[ -n ${GCNN_SPIN_SEEDS:-} ]]; then
+    read -ra seeds <<< "$GCNN_SPIN_SEEDS"; selection+=(--seeds "${seeds[@]}")
+fi
 stage=(-m gcnn_spin.cluster.infer --store "$store" --runs "$runs" --cluster "$cluster" "${selection[@]}")
 
 if [[ -n ${GCNN_SPIN_IMAGE:-} ]]; then
     mkdir -p "$pred"  # a bind needs the folder to exist
-    binds=$(realpath -m "$PWD" "$(dirname "$store")" "$runs" "$pred" | sort -u | paste -sd, -)
+    # Read through lastpipe, not $(...) (see the trap above); -L takes the store's parent before resolving links.
+    shopt -s lastpipe
+    { realpath -m -- "$PWD" "$runs" "$pred"; realpath -m -L -- "$store/.."; } | sort -u | paste -sd, - | read -r binds
     nv=(); command -v nvidia-smi >/dev/null 2>&1 && nv=(--nv)
     python=(apptainer exec "${nv[@]}" --bind "$binds" --pwd "$PWD" "$GCNN_SPIN_IMAGE" python)
 elif [[ -n ${GCNN_SPIN_PYTHON:-} ]]; then
@@ -84,18 +106,10 @@ if [[ -z ${SLURM_ARRAY_TASK_ID:-} ]]; then
     exec sbatch --array="$range%${GCNN_SPIN_PARALLELISM:-64}" "${options[@]}" "$script"
 fi
 
-child=
-requeue() {
-    echo "gcnn_spin-infer: time limit near: requeueing task $SLURM_ARRAY_TASK_ID (job $SLURM_JOB_ID)"
-    scontrol requeue "$SLURM_JOB_ID"
-    if [[ -n $child ]]; then kill -TERM "$child" 2>/dev/null || true; wait "$child" || true; fi
-    exit 0
-}
-trap requeue USR1
-echo "gcnn_spin-infer: task $SLURM_ARRAY_TASK_ID of job ${SLURM_ARRAY_JOB_ID:-?} on $(hostname) at" \
-     "$(date -u +%FT%TZ) (restart ${SLURM_RESTART_COUNT:-0})"
+TZ=UTC printf -v started '%(%Y-%m-%dT%H:%M:%SZ)T' -1  # builtins only: no $(hostname) or $(date)
+echo "gcnn_spin-infer: task $SLURM_ARRAY_TASK_ID of job ${SLURM_ARRAY_JOB_ID:-?} on $HOSTNAME at $started" \
+     "(restart ${SLURM_RESTART_COUNT:-0})"
 # In the background, so that the trap runs as soon as the signal comes (bash defers traps while a child runs).
 "${python[@]}" "${stage[@]}" run --out "$pred" --task-id "$SLURM_ARRAY_TASK_ID" \
     --batch-size "${GCNN_SPIN_BATCH_SIZE:-512}" --quiet &
-child=$!
-wait "$child"
+wait "$!"
