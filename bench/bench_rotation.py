@@ -93,8 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     print(f"rotation study, {len(rotation.ANGLES_DEG)} angles x {rotation.N_PASSES} passes, {args.n_images} images "
           f"at S={args.image_size}, torch threads {torch.get_num_threads()} (timings are noisy on a shared machine)")
-    bench(args.models, args.n_images, args.image_size, args.rounds, args.batch_images,
-          {"base_width": args.base_width, "width": args.width, "architecture": args.architecture})
+    table = bench(args.models, args.n_images, args.image_size, args.rounds, args.batch_images,
+                  {"base_width": args.base_width, "width": args.width, "architecture": args.architecture})
+    whole, head_only = table["whole_s_per_image"].sum(), table["head_only_s_per_image"].sum()
+    print(f"{'all models':16s} whole {whole:.3f} s/img  head-only {head_only:.3f} s/img  x{whole / head_only:.1f}  "
+          "(the study over these models)")
     return 0
 
 
