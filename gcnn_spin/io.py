@@ -103,9 +103,10 @@ def write_json_atomic(target: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def write_parquet(table, path: str | os.PathLike, index: bool = False) -> None:
+def write_parquet(table, path: str | os.PathLike, index: bool | None = False) -> None:
     """Write a pandas DataFrame to ``path`` as parquet with a CRC of every page, which :func:`read_parquet`
-    verifies: a flipped byte in the data is an error, not a silently different value."""
+    verifies: a flipped byte in the data is an error, not a silently different value. ``index``: as pandas'
+    (``None`` keeps a range index as metadata, any other as columns)."""
     table.to_parquet(path, index=index, write_page_checksum=True)
 
 

@@ -166,11 +166,16 @@ def stage_configs(inputs: Inputs, cfg: DataConfig, on_bad: str) -> dict[str, dic
 # ----------------------------------------------------------------------------- stages
 
 
+def read_stage_output(output: Path) -> pd.DataFrame:
+    """A finished stage's table, reused (checksummed: a damaged one is named, with what to do)."""
+    return read_parquet(output, what="data stage output", fix="delete it and build the dataset again")
+
+
 def stage_gz1(out: Path, inputs: Inputs, cfg: DataConfig, config: dict, on_bad: str) -> tuple[pd.DataFrame, bool]:
     """Stage 1 -> ``(gz1 table, reused)``."""
     output = out / "gz1.parquet"
     if is_done(output, config):
-        return read_parquet(output, what="data stage output", fix="delete it and build the dataset again"), True
+        return read_stage_output(output), True
     table = gz1.read_gz1(inputs.gz1, on_bad=on_bad, report_path=out / "gz1.skipped.csv")
     write_parquet_atomic(table, output)
     write_counts(_stage_counts(cfg, 1, table), out / "gz1.counts")
@@ -195,7 +200,7 @@ def stage_crossmatch(out: Path, gz1_df: pd.DataFrame, index: Callable[[], pd.Dat
     """Stage 2 -> ``(objid + match columns in gz1 order, reused)``."""
     output = out / "crossmatch.parquet"
     if is_done(output, config):
-        return read_parquet(output, what="data stage output", fix="delete it and build the dataset again"), True
+        return read_stage_output(output), True
     match = crossmatch.match_to_desi(gz1_df, index(), cfg.match_radius_arcsec, unique=True)
     match.insert(0, "objid", gz1_df["objid"].to_numpy())
     write_parquet_atomic(match, output)
@@ -213,7 +218,7 @@ def stage_sdss(out: Path, gz1_df: pd.DataFrame, match: pd.DataFrame, inputs: Inp
     """
     output = out / "sdss.parquet"
     if is_done(output, config):
-        return read_parquet(output, what="data stage output", fix="delete it and build the dataset again"), True
+        return read_stage_output(output), True
     matched = match["dr8_id"].to_numpy() != ""
     objects = gz1_df.loc[matched, ["objid", "ra", "dec"]]
     failed = pd.DataFrame(columns=["objid", "batch", "reason"])
@@ -250,7 +255,7 @@ def stage_catalogue(out: Path, gz1_df: pd.DataFrame, match: pd.DataFrame, photom
     """
     output = out / "catalogue.parquet"
     if is_done(output, config):
-        return read_parquet(output, what="data stage output", fix="delete it and build the dataset again"), True
+        return read_stage_output(output), True
     for name, part in (("crossmatch", match), ("sdss", photometry)):
         if not np.array_equal(part["objid"].to_numpy(), gz1_df["objid"].to_numpy()):
             raise RuntimeError(f"{name}.parquet is not aligned with gz1.parquet (stale outputs?): delete "
@@ -271,7 +276,7 @@ def stage_survey(out: Path, catalogue: pd.DataFrame, index: Callable[[], pd.Data
     """The survey set -> ``(rows, reused)``: the DESI index minus every train/val/test galaxy."""
     output = out / "survey.parquet"
     if is_done(output, config):
-        return read_parquet(output, what="data stage output", fix="delete it and build the dataset again"), True
+        return read_stage_output(output), True
     used = catalogue.loc[catalogue["split"].isin(selection.SPLITS), "dr8_id"]
     rows = crossmatch.survey_rows(index(), used)
     rows = rows.sort_values("dr8_id", kind="stable", ignore_index=True)  # dr8_id starts with the brick: locality

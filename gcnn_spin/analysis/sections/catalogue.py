@@ -153,17 +153,16 @@ def catalogue_section(out: Output, completeness: Completeness, inputs: Catalogue
                         f"Completeness); `--allow-partial` writes it with per-row member counts."
                         + remove_stale(out.root / "catalogue"))
         return written
-    import pyarrow.parquet as pq
+    import pyarrow as pa
 
-    from ...data.store import open_store, store_paths
+    from ...data.store import open_store
     from ...layout import store_identity
 
     store = open_store(inputs.store)
     members = members_of(completeness, out.allow_partial)
     identities, hashes = run_provenance(completeness, members)
     meta = catalogue.catalogue_meta(identities, store_identity(store), hashes, out.allow_partial)
-    rows = pq.read_table(store_paths(inputs.store)["rows"], columns=["dr8_id", "ra", "dec", "ok"],
-                         page_checksum_verification=True)
+    rows = pa.Table.from_pandas(store.rows[["dr8_id", "ra", "dec", "ok"]], preserve_index=False)  # read on open
     truth = None
     if inputs.truth is not None:
         table = read_parquet(inputs.truth, what="truth table")
